@@ -1,0 +1,328 @@
+//! The command line: argument parsing and one function per command.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::bail;
+use clap::{Args, Parser, Subcommand};
+
+use crate::config::{Inventory, DEFAULT_PLUGIN_DIRS};
+use crate::context::{ContainerContext, OciState, Stage};
+use crate::dry_run;
+use crate::evaluate::{evaluate, Outcome, Status};
+use crate::hostfs::HostFs;
+use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
+
+/// An OCI hook host whose device and file injection policies are
+/// WebAssembly components.
+///
+/// Vendor policies (`NAME.wasm` + `NAME.json`) decide what a container gets;
+/// hookhost checks every request against the plugin's allow-list and carries
+/// out the merged plan itself.
+#[derive(Debug, Parser)]
+#[command(name = "hookhost", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    global: Global,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Args)]
+struct Global {
+    /// A plugin directory; repeat for several, lowest precedence first. A
+    /// manifest in a later directory masks one of the same name in an
+    /// earlier one. Replaces the defaults (/usr/share/hookhost/plugins.d,
+    /// then /etc/hookhost/plugins.d).
+    #[arg(long = "plugins-dir", value_name = "DIR", global = true)]
+    plugins_dirs: Vec<PathBuf>,
+
+    /// The host as plugins see it: every host path they read or request is
+    /// resolved under this directory (for tests with a fake GPU host).
+    #[arg(long, value_name = "DIR", default_value = "/", global = true)]
+    host_root: PathBuf,
+
+    /// Where precompiled plugins are cached [default: /var/cache/hookhost
+    /// for root, ~/.cache/hookhost otherwise]. Must be owned by the running
+    /// user and writable by nobody else.
+    #[arg(long, value_name = "DIR", global = true)]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile plugins on every run instead of using the cache.
+    #[arg(long, global = true, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the active plugins against a bundle and show the plan, changing nothing.
+    Test(TestArgs),
+    /// Inspect, check and precompile the installed plugins.
+    #[command(subcommand)]
+    Plugins(PluginsCommand),
+}
+
+#[derive(Debug, Args)]
+struct TestArgs {
+    /// The OCI bundle: a directory with config.json and the rootfs.
+    bundle: PathBuf,
+
+    /// The OCI state to use; without it one is made from the bundle (id =
+    /// the bundle's directory name, no pid).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+
+    /// The stage the plan is made for (it decides e.g. whether set-env works).
+    #[arg(long, value_enum, default_value = "prestart")]
+    stage: Stage,
+
+    /// Print the plan as JSON instead of a table.
+    #[arg(long)]
+    json: bool,
+
+    /// Compare with this plan (JSON); exit 1 and print a diff if they differ.
+    #[arg(long, value_name = "PLAN.json")]
+    expect: Option<PathBuf>,
+
+    /// Also show the plugins' debug messages.
+    #[arg(short, long)]
+    verbose: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum PluginsCommand {
+    /// List installed plugins: enabled, disabled and masked; with --bundle,
+    /// whether each one is active for that container.
+    List {
+        #[arg(long, value_name = "DIR")]
+        bundle: Option<PathBuf>,
+        #[arg(long, value_name = "FILE", requires = "bundle")]
+        state: Option<PathBuf>,
+    },
+    /// Load each plugin, check its WIT version and have it validate its settings.
+    Check {
+        /// Plugins to check (default: all enabled ones).
+        names: Vec<String>,
+    },
+    /// Precompile plugins into the cache, so the hook never compiles.
+    Compile {
+        /// Plugins to compile (default: all enabled ones).
+        names: Vec<String>,
+    },
+}
+
+impl Cli {
+    pub fn run(self) -> anyhow::Result<ExitCode> {
+        let global = self.global;
+        match self.command {
+            Command::Test(args) => test(&global, args),
+            Command::Plugins(PluginsCommand::List { bundle, state }) => {
+                plugins_list(&global, bundle.as_deref(), state.as_deref())
+            }
+            Command::Plugins(PluginsCommand::Check { names }) => plugins_check(&global, &names),
+            Command::Plugins(PluginsCommand::Compile { names }) => plugins_compile(&global, &names),
+        }
+    }
+}
+
+impl Global {
+    fn plugin_dirs(&self) -> Vec<PathBuf> {
+        if self.plugins_dirs.is_empty() {
+            DEFAULT_PLUGIN_DIRS.iter().map(PathBuf::from).collect()
+        } else {
+            self.plugins_dirs.clone()
+        }
+    }
+
+    fn inventory(&self) -> anyhow::Result<Inventory> {
+        Ok(Inventory::load(&self.plugin_dirs())?)
+    }
+
+    fn cache(&self) -> anyhow::Result<Option<Cache>> {
+        if self.no_cache {
+            return Ok(None);
+        }
+        match self.cache_dir.clone().or_else(default_cache_dir) {
+            Some(dir) => Ok(Some(Cache::open(&dir)?)),
+            None => Ok(None),
+        }
+    }
+
+    fn runtime(&self) -> anyhow::Result<Runtime> {
+        let host = HostFs::open(&self.host_root)?;
+        Runtime::new(host, self.cache()?)
+    }
+}
+
+fn load_context(
+    bundle: &Path,
+    state: Option<&Path>,
+    stage: Stage,
+) -> anyhow::Result<ContainerContext> {
+    // The bundle on the command line wins over the one a fixture's state names.
+    let state = match state {
+        Some(file) => OciState::read(Some(file))?,
+        None => OciState::for_bundle(bundle),
+    };
+    Ok(ContainerContext::load(bundle, state, stage)?)
+}
+
+fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
+    let ctx = Arc::new(load_context(
+        &args.bundle,
+        args.state.as_deref(),
+        args.stage,
+    )?);
+    let inventory = global.inventory()?;
+    let runtime = global.runtime()?;
+    let evaluation = match evaluate(&runtime, &inventory, &ctx) {
+        Ok(evaluation) => evaluation,
+        Err(failed) => {
+            print_logs(&failed.outcomes, args.verbose);
+            return Err(failed.error.into());
+        }
+    };
+    print_logs(&evaluation.outcomes, args.verbose);
+    for outcome in &evaluation.outcomes {
+        if let Status::Skipped(why) = &outcome.status {
+            eprintln!("hookhost: warning: skipped {why}");
+        }
+    }
+    if let Some(expect) = &args.expect {
+        let expected = dry_run::read_expected(expect)?;
+        return Ok(
+            match dry_run::diff(&expected, &evaluation.plan, &expect.display().to_string()) {
+                None => {
+                    eprintln!("hookhost: the plan matches {}", expect.display());
+                    ExitCode::SUCCESS
+                }
+                Some(diff) => {
+                    print!("{diff}");
+                    eprintln!("hookhost: the plan differs from {}", expect.display());
+                    ExitCode::FAILURE
+                }
+            },
+        );
+    }
+    if args.json {
+        print!("{}", dry_run::to_json(&evaluation.plan));
+    } else {
+        print!(
+            "{}",
+            dry_run::render(&evaluation.plan, &evaluation.outcomes)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_logs(outcomes: &[Outcome], verbose: bool) {
+    for outcome in outcomes {
+        for line in &outcome.logs {
+            if line.level == LogLevel::Debug && !verbose {
+                continue;
+            }
+            let level = format!("{:?}", line.level).to_lowercase();
+            eprintln!("{}: {level}: {}", outcome.name, line.message);
+        }
+    }
+}
+
+fn plugins_list(
+    global: &Global,
+    bundle: Option<&Path>,
+    state: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let inventory = global.inventory()?;
+    let ctx = bundle
+        .map(|b| load_context(b, state, Stage::Prestart))
+        .transpose()?;
+    println!("{:<16} {:<10} MANIFEST / WASM", "NAME", "STATUS");
+    for plugin in &inventory.plugins {
+        let status = match &ctx {
+            Some(ctx) if plugin.activation.matches(ctx) => "active",
+            Some(_) => "inactive",
+            None => "enabled",
+        };
+        println!(
+            "{:<16} {:<10} {}",
+            plugin.name,
+            status,
+            plugin.manifest.display()
+        );
+        println!("{:<16} {:<10} {}", "", "", plugin.wasm.display());
+    }
+    for (name, manifest) in &inventory.disabled {
+        println!("{name:<16} {:<10} {}", "disabled", manifest.display());
+    }
+    for masked in &inventory.masked {
+        println!(
+            "{:<16} {:<10} {} (by {})",
+            masked.name,
+            "masked",
+            masked.manifest.display(),
+            masked.by.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins_check(global: &Global, names: &[String]) -> anyhow::Result<ExitCode> {
+    let inventory = global.inventory()?;
+    let runtime = global.runtime()?;
+    let ctx = Arc::new(ContainerContext::empty());
+    let mut failed = 0;
+    for plugin in inventory.select(names)? {
+        let checked = runtime
+            .instantiate(plugin, ctx.clone())
+            .and_then(|mut instance| {
+                let info = instance.describe()?;
+                instance.validate_settings(&plugin.settings)?;
+                Ok(info)
+            });
+        match checked {
+            Ok(info) => println!(
+                "ok      {}: {} {} ({}): {}",
+                plugin.name, info.name, info.version, info.vendor, info.summary
+            ),
+            Err(e) => {
+                println!("FAILED  {e}");
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} plugin(s) failed the check");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn plugins_compile(global: &Global, names: &[String]) -> anyhow::Result<ExitCode> {
+    if global.no_cache {
+        bail!("`plugins compile` fills the cache; it cannot be used with --no-cache");
+    }
+    let inventory = global.inventory()?;
+    let runtime = global.runtime()?;
+    for plugin in inventory.select(names)? {
+        let (entry, compiled) = runtime.precompile(plugin)?;
+        println!(
+            "{} {}: {}",
+            if compiled { "compiled" } else { "cached  " },
+            plugin.name,
+            entry.display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Parses the command line and runs it; what `main` calls.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.run() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("hookhost: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,493 @@
+//! Configuration: the plugin directories and the manifest beside each plugin.
+//!
+//! Directories are read in increasing precedence; a manifest in a later
+//! directory masks the one of the same file name in an earlier directory
+//! (the containers/common hooks.d rule). That is how an administrator
+//! disables or narrows a vendor's plugin without touching the vendor's files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use regex::Regex;
+use serde::Deserialize;
+
+use crate::context::ContainerContext;
+use crate::hostfs::AllowList;
+
+/// Where plugins live when `--plugins-dir` is not given, lowest precedence first.
+pub const DEFAULT_PLUGIN_DIRS: &[&str] =
+    &["/usr/share/hookhost/plugins.d", "/etc/hookhost/plugins.d"];
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read plugin directory {dir}: {source}")]
+    ReadDir {
+        dir: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot read manifest {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("manifest {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("manifest {path}: {field}: {problem}")]
+    Invalid {
+        path: PathBuf,
+        field: &'static str,
+        problem: String,
+    },
+    #[error(
+        "manifest {path}: no plugin `{wasm}` beside it or in a lower-precedence plugin directory"
+    )]
+    MissingWasm { path: PathBuf, wasm: String },
+}
+
+/// A manifest as written: `NAME.json` next to `NAME.wasm`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct Manifest {
+    /// The component, relative to the manifest's directory. Default
+    /// `NAME.wasm`, looked up beside the manifest and then in the
+    /// lower-precedence directories, so an override need not copy it.
+    wasm: Option<PathBuf>,
+    /// An override with `"disabled": true` and nothing else turns a plugin off.
+    #[serde(default)]
+    disabled: bool,
+    activation: Option<ActivationSpec>,
+    #[serde(default)]
+    allow: Vec<String>,
+    #[serde(default = "empty_object")]
+    settings: serde_json::Value,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    on_error: OnError,
+}
+
+fn empty_object() -> serde_json::Value {
+    serde_json::Value::Object(Default::default())
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+struct ActivationSpec {
+    #[serde(default)]
+    env: Vec<String>,
+    /// Key regex → value regex, both matched against the whole string.
+    #[serde(default)]
+    annotations: BTreeMap<String, String>,
+    /// Regexes matched against the whole of `process.args[0]`.
+    #[serde(default)]
+    commands: Vec<String>,
+    #[serde(default)]
+    always: bool,
+}
+
+/// Per-plugin resource limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct Limits {
+    /// Wall-clock budget of one call into the plugin.
+    #[serde(default = "default_time_ms")]
+    pub time_ms: u64,
+    /// Linear memory cap.
+    #[serde(default = "default_memory_mib")]
+    pub memory_mib: u64,
+}
+
+fn default_time_ms() -> u64 {
+    1000
+}
+
+fn default_memory_mib() -> u64 {
+    64
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            time_ms: default_time_ms(),
+            memory_mib: default_memory_mib(),
+        }
+    }
+}
+
+/// What a failing plugin does to the container.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// The container does not start.
+    #[default]
+    Fail,
+    /// The plugin's requests are dropped and the others go on.
+    Skip,
+}
+
+/// When a plugin applies to a container: any one condition suffices.
+#[derive(Debug, Clone, Default)]
+pub struct Activation {
+    pub always: bool,
+    pub env: Vec<String>,
+    pub annotations: Vec<(Regex, Regex)>,
+    pub commands: Vec<Regex>,
+}
+
+impl Activation {
+    pub fn matches(&self, ctx: &ContainerContext) -> bool {
+        self.always
+            || self.env.iter().any(|flag| ctx.env_match(flag))
+            || self.annotations.iter().any(|(k, v)| {
+                ctx.annotations
+                    .iter()
+                    .any(|(key, value)| k.is_match(key) && v.is_match(value))
+            })
+            || ctx
+                .args
+                .first()
+                .is_some_and(|cmd| self.commands.iter().any(|re| re.is_match(cmd)))
+    }
+}
+
+/// An installed, enabled plugin, ready to be loaded.
+#[derive(Debug, Clone)]
+pub struct PluginConfig {
+    /// The manifest's file name without `.json`.
+    pub name: String,
+    pub manifest: PathBuf,
+    pub wasm: PathBuf,
+    pub activation: Activation,
+    pub allow: AllowList,
+    /// The manifest's settings, as the JSON text handed to the plugin.
+    pub settings: String,
+    pub limits: Limits,
+    pub on_error: OnError,
+}
+
+/// A manifest that lost to one of the same name in a later directory.
+#[derive(Debug, Clone)]
+pub struct Masked {
+    pub name: String,
+    pub manifest: PathBuf,
+    pub by: PathBuf,
+}
+
+/// Everything found in the plugin directories.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    /// Enabled plugins, sorted by name: the order they run in.
+    pub plugins: Vec<PluginConfig>,
+    /// Manifests that an override disabled (name, manifest).
+    pub disabled: Vec<(String, PathBuf)>,
+    pub masked: Vec<Masked>,
+}
+
+impl Inventory {
+    /// Reads `dirs` (lowest precedence first). A directory that does not
+    /// exist is empty; one that cannot be read is an error.
+    pub fn load(dirs: &[PathBuf]) -> Result<Self, ConfigError> {
+        // name -> manifest paths, lowest precedence first
+        let mut found: BTreeMap<String, Vec<PathBuf>> = BTreeMap::new();
+        for dir in dirs {
+            let entries = match std::fs::read_dir(dir) {
+                Ok(entries) => entries,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(ConfigError::ReadDir {
+                        dir: dir.clone(),
+                        source,
+                    })
+                }
+            };
+            let mut names = Vec::new();
+            for entry in entries {
+                let entry = entry.map_err(|source| ConfigError::ReadDir {
+                    dir: dir.clone(),
+                    source,
+                })?;
+                let path = entry.path();
+                if path.extension().is_some_and(|e| e == "json") {
+                    names.push(path);
+                }
+            }
+            names.sort();
+            for path in names {
+                let name = path.file_stem().unwrap().to_string_lossy().into_owned();
+                found.entry(name).or_default().push(path);
+            }
+        }
+
+        let mut inventory = Inventory::default();
+        for (name, mut manifests) in found {
+            let winner = manifests.pop().expect("at least one manifest per name");
+            inventory.masked.extend(manifests.iter().map(|m| Masked {
+                name: name.clone(),
+                manifest: m.clone(),
+                by: winner.clone(),
+            }));
+            match load_manifest(&name, &winner, dirs)? {
+                Some(plugin) => inventory.plugins.push(plugin),
+                None => inventory.disabled.push((name, winner)),
+            }
+        }
+        Ok(inventory)
+    }
+
+    /// The enabled plugins named in `names`, or all of them when `names` is
+    /// empty; an unknown name is an error.
+    pub fn select(&self, names: &[String]) -> anyhow::Result<Vec<&PluginConfig>> {
+        if names.is_empty() {
+            return Ok(self.plugins.iter().collect());
+        }
+        names
+            .iter()
+            .map(|n| {
+                self.plugins.iter().find(|p| &p.name == n).ok_or_else(|| {
+                    let known: Vec<_> = self.plugins.iter().map(|p| p.name.as_str()).collect();
+                    anyhow::anyhow!(
+                        "no enabled plugin named `{n}` (installed: {})",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    )
+                })
+            })
+            .collect()
+    }
+}
+
+fn load_manifest(
+    name: &str,
+    path: &Path,
+    dirs: &[PathBuf],
+) -> Result<Option<PluginConfig>, ConfigError> {
+    let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let manifest: Manifest =
+        serde_json::from_slice(&text).map_err(|source| ConfigError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    let invalid = |field, problem: String| ConfigError::Invalid {
+        path: path.to_path_buf(),
+        field,
+        problem,
+    };
+    if manifest.disabled {
+        return Ok(None);
+    }
+    let spec = manifest.activation.ok_or_else(|| {
+        invalid(
+            "activation",
+            "is required (one of `always`, `env`, `annotations`, `commands`)".into(),
+        )
+    })?;
+    if !spec.always
+        && spec.env.is_empty()
+        && spec.annotations.is_empty()
+        && spec.commands.is_empty()
+    {
+        return Err(invalid(
+            "activation",
+            "names no condition, so the plugin could never run; set `always`, `env`, `annotations` or `commands`".into(),
+        ));
+    }
+    let whole = |field, pattern: &str| {
+        // Anchored: `nvidia` must not match `not-nvidia-at-all`.
+        Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| invalid(field, format!("`{pattern}` is not a valid regex: {e}")))
+    };
+    let activation = Activation {
+        always: spec.always,
+        env: spec.env,
+        annotations: spec
+            .annotations
+            .iter()
+            .map(|(k, v)| {
+                Ok((
+                    whole("activation.annotations", k)?,
+                    whole("activation.annotations", v)?,
+                ))
+            })
+            .collect::<Result<_, ConfigError>>()?,
+        commands: spec
+            .commands
+            .iter()
+            .map(|c| whole("activation.commands", c))
+            .collect::<Result<_, _>>()?,
+    };
+    let allow = AllowList::new(&manifest.allow).map_err(|e| invalid("allow", e))?;
+    if !manifest.settings.is_object() {
+        return Err(invalid("settings", "must be a JSON object".into()));
+    }
+    if manifest.limits.time_ms == 0 || manifest.limits.memory_mib == 0 {
+        return Err(invalid(
+            "limits",
+            "time-ms and memory-mib must be above 0".into(),
+        ));
+    }
+    let wasm = find_wasm(name, path, manifest.wasm.as_deref(), dirs)?;
+    Ok(Some(PluginConfig {
+        name: name.to_string(),
+        manifest: path.to_path_buf(),
+        wasm,
+        activation,
+        allow,
+        settings: manifest.settings.to_string(),
+        limits: manifest.limits,
+        on_error: manifest.on_error,
+    }))
+}
+
+fn find_wasm(
+    name: &str,
+    manifest: &Path,
+    wasm: Option<&Path>,
+    dirs: &[PathBuf],
+) -> Result<PathBuf, ConfigError> {
+    let dir = manifest.parent().unwrap_or(Path::new("."));
+    let missing = |wasm: &Path| ConfigError::MissingWasm {
+        path: manifest.to_path_buf(),
+        wasm: wasm.display().to_string(),
+    };
+    if let Some(wasm) = wasm {
+        let path = dir.join(wasm);
+        return if path.is_file() {
+            Ok(path)
+        } else {
+            Err(missing(&path))
+        };
+    }
+    let file = format!("{name}.wasm");
+    // Beside the manifest first, then the directories it overrides.
+    let position = dirs.iter().rposition(|d| d == dir).unwrap_or(dirs.len());
+    std::iter::once(dir)
+        .chain(dirs[..position].iter().rev().map(PathBuf::as_path))
+        .map(|d| d.join(&file))
+        .find(|p| p.is_file())
+        .ok_or_else(|| missing(Path::new(&file)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, file: &str, text: &str) {
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(dir.join(file), text).unwrap();
+    }
+
+    const GPU: &str = r#"{"activation": {"env": ["GPU"]}, "allow": ["/dev/gpu*"]}"#;
+
+    #[test]
+    fn later_directory_masks_and_an_override_can_reuse_the_vendor_wasm() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vendor, admin) = (tmp.path().join("vendor"), tmp.path().join("admin"));
+        write(&vendor, "gpu.json", GPU);
+        write(&vendor, "gpu.wasm", "");
+        write(
+            &admin,
+            "gpu.json",
+            r#"{"activation": {"always": true}, "allow": []}"#,
+        );
+
+        let inv = Inventory::load(&[vendor.clone(), admin.clone()]).unwrap();
+        assert_eq!(inv.plugins.len(), 1);
+        let gpu = &inv.plugins[0];
+        assert_eq!(gpu.manifest, admin.join("gpu.json"));
+        assert_eq!(gpu.wasm, vendor.join("gpu.wasm"));
+        assert!(gpu.activation.always);
+        assert_eq!(inv.masked[0].manifest, vendor.join("gpu.json"));
+    }
+
+    #[test]
+    fn an_override_can_disable_a_plugin() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vendor, admin) = (tmp.path().join("vendor"), tmp.path().join("admin"));
+        write(&vendor, "gpu.json", GPU);
+        write(&vendor, "gpu.wasm", "");
+        write(&admin, "gpu.json", r#"{"disabled": true}"#);
+        let inv = Inventory::load(&[vendor, admin.clone()]).unwrap();
+        assert!(inv.plugins.is_empty());
+        assert_eq!(
+            inv.disabled,
+            vec![("gpu".to_string(), admin.join("gpu.json"))]
+        );
+    }
+
+    #[test]
+    fn plugins_run_in_file_name_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["b", "a", "c"] {
+            write(tmp.path(), &format!("{name}.json"), GPU);
+            write(tmp.path(), &format!("{name}.wasm"), "");
+        }
+        let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
+        let names: Vec<_> = inv.plugins.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    fn load_error(manifest: &str) -> String {
+        let tmp = tempfile::tempdir().unwrap();
+        write(tmp.path(), "x.json", manifest);
+        write(tmp.path(), "x.wasm", "");
+        Inventory::load(&[tmp.path().to_path_buf()])
+            .unwrap_err()
+            .to_string()
+    }
+
+    #[test]
+    fn bad_manifests_name_the_file_and_the_field() {
+        let e = load_error(r#"{"activation": {"always": true}, "alow": []}"#);
+        assert!(
+            e.contains("x.json") && e.contains("unknown field `alow`"),
+            "{e}"
+        );
+        let e = load_error(r#"{"activation": {"commands": ["(unclosed"]}}"#);
+        assert!(
+            e.contains("activation.commands") && e.contains("(unclosed"),
+            "{e}"
+        );
+        let e = load_error(r#"{"activation": {}}"#);
+        assert!(
+            e.contains("activation") && e.contains("no condition"),
+            "{e}"
+        );
+        let e = load_error(r#"{"activation": {"always": true}, "allow": ["dev/*"]}"#);
+        assert!(e.contains("allow") && e.contains("absolute"), "{e}");
+        let e = load_error(r#"{"activation": {"always": true}, "wasm": "nope.wasm"}"#);
+        assert!(e.contains("nope.wasm"), "{e}");
+    }
+
+    #[test]
+    fn activation_regexes_match_whole_strings() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "x.json",
+            r#"{"activation": {"commands": [".*/nvidia-smi"], "annotations": {"vendor\\.com/gpu": "true|yes"}}}"#,
+        );
+        write(tmp.path(), "x.wasm", "");
+        let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
+        let act = &inv.plugins[0].activation;
+        let mut ctx = ContainerContext::empty();
+        ctx.args = vec!["/usr/bin/nvidia-smi".into()];
+        assert!(act.matches(&ctx));
+        ctx.args = vec!["/usr/bin/nvidia-smi-wrapper".into()];
+        assert!(!act.matches(&ctx));
+        ctx.annotations
+            .insert("vendor.com/gpu".into(), "yes".into());
+        assert!(act.matches(&ctx));
+        ctx.annotations
+            .insert("vendor.com/gpu".into(), "yesno".into());
+        assert!(!act.matches(&ctx));
+    }
+}

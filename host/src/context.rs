@@ -1,0 +1,312 @@
+//! The container context: what hookhost knows of the container being started,
+//! read from the OCI state and the bundle's `config.json`.
+//!
+//! Everything a plugin can ask through the WIT `container` interface is
+//! answered from here, so it is read once, checked once, and then immutable.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use oci_spec::runtime::{LinuxIdMapping, Spec, State};
+use serde::{Deserialize, Serialize};
+
+/// Where in the container's life the plan will be carried out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Stage {
+    Prestart,
+    CreateRuntime,
+    CreateContainer,
+    RuntimeShim,
+    Cdi,
+}
+
+impl Stage {
+    /// Only back ends that write the spec before the container exists can
+    /// change its environment; a hook runs too late for that.
+    pub fn can_set_env(self) -> bool {
+        matches!(self, Stage::RuntimeShim | Stage::Cdi)
+    }
+}
+
+/// One line of a user-namespace mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMapping {
+    pub container_id: u32,
+    pub host_id: u32,
+    pub size: u32,
+}
+
+impl From<&LinuxIdMapping> for IdMapping {
+    fn from(m: &LinuxIdMapping) -> Self {
+        IdMapping {
+            container_id: m.container_id(),
+            host_id: m.host_id(),
+            size: m.size(),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error("cannot read {what}: {source}")]
+    Read {
+        what: String,
+        source: std::io::Error,
+    },
+    #[error("{what} is not valid JSON for an OCI {kind}: {source}")]
+    Parse {
+        what: String,
+        kind: &'static str,
+        source: serde_json::Error,
+    },
+    #[error("{what}: field `{field}` {problem}")]
+    Field {
+        what: String,
+        field: &'static str,
+        problem: &'static str,
+    },
+    #[error("bundle {0} is not a directory")]
+    NotABundle(PathBuf),
+}
+
+/// The container being started, as the plugins see it.
+#[derive(Debug, Clone)]
+pub struct ContainerContext {
+    pub id: String,
+    pub stage: Stage,
+    pub bundle: PathBuf,
+    /// The container's init process, when the runtime has created it.
+    pub pid: Option<i32>,
+    /// Absolute path of the rootfs (a relative `root.path` is taken from the bundle).
+    pub rootfs: PathBuf,
+    pub rootfs_readonly: bool,
+    /// `process.env`, as `NAME=VALUE` strings in spec order.
+    pub env: Vec<String>,
+    pub args: Vec<String>,
+    /// The spec's annotations, overlaid with those of the state.
+    pub annotations: BTreeMap<String, String>,
+    pub uid_mappings: Vec<IdMapping>,
+    pub gid_mappings: Vec<IdMapping>,
+    /// The whole spec, for the back ends that edit or mirror it.
+    pub spec: Spec,
+}
+
+/// The parts of the OCI state hookhost uses.
+#[derive(Debug, Clone, Default)]
+pub struct OciState {
+    pub id: String,
+    pub pid: Option<i32>,
+    pub bundle: PathBuf,
+    pub annotations: BTreeMap<String, String>,
+}
+
+impl OciState {
+    /// Reads the state the runtime hands a hook: from `path`, or from stdin
+    /// when `None`.
+    pub fn read(path: Option<&Path>) -> Result<Self, ContextError> {
+        let (what, bytes) = match path {
+            Some(path) => (path.display().to_string(), read_file(path)?),
+            None => {
+                let mut buf = Vec::new();
+                std::io::stdin()
+                    .read_to_end(&mut buf)
+                    .map_err(|source| ContextError::Read {
+                        what: "the OCI state from stdin".into(),
+                        source,
+                    })?;
+                ("the OCI state on stdin".to_string(), buf)
+            }
+        };
+        let state: State = parse(&what, "state", &bytes)?;
+        if state.id().is_empty() {
+            return Err(field(&what, "id", "is missing or empty"));
+        }
+        if state.bundle().as_os_str().is_empty() {
+            return Err(field(&what, "bundle", "is missing or empty"));
+        }
+        Ok(OciState {
+            id: state.id().clone(),
+            pid: *state.pid(),
+            bundle: state.bundle().clone(),
+            annotations: state
+                .annotations()
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    /// The state of a bundle no runtime has seen, as `hookhost test` uses:
+    /// the id is the bundle's directory name and there is no pid.
+    pub fn for_bundle(bundle: &Path) -> Self {
+        let id = std::path::absolute(bundle)
+            .ok()
+            .and_then(|b| b.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .unwrap_or_else(|| "container".into());
+        OciState {
+            id,
+            bundle: bundle.to_path_buf(),
+            ..OciState::default()
+        }
+    }
+}
+
+impl ContainerContext {
+    /// A context with nothing in it, for calls that need no container
+    /// (`plugins check` validating settings, enumerating devices).
+    pub fn empty() -> Self {
+        ContainerContext {
+            id: String::new(),
+            stage: Stage::Prestart,
+            bundle: PathBuf::new(),
+            pid: None,
+            rootfs: PathBuf::new(),
+            rootfs_readonly: false,
+            env: Vec::new(),
+            args: Vec::new(),
+            annotations: BTreeMap::new(),
+            uid_mappings: Vec::new(),
+            gid_mappings: Vec::new(),
+            spec: Spec::default(),
+        }
+    }
+
+    /// Reads the spec of `bundle` (normally `state.bundle`) and builds the
+    /// context of the container `state` describes.
+    pub fn load(bundle: &Path, state: OciState, stage: Stage) -> Result<Self, ContextError> {
+        let bundle = &std::path::absolute(bundle).map_err(|source| ContextError::Read {
+            what: bundle.display().to_string(),
+            source,
+        })?;
+        if !bundle.is_dir() {
+            return Err(ContextError::NotABundle(bundle.to_path_buf()));
+        }
+        let config = bundle.join("config.json");
+        let what = config.display().to_string();
+        let spec: Spec = parse(&what, "runtime spec", &read_file(&config)?)?;
+
+        let root = spec
+            .root()
+            .as_ref()
+            .ok_or_else(|| field(&what, "root", "is missing"))?;
+        if root.path().as_os_str().is_empty() {
+            return Err(field(&what, "root.path", "is empty"));
+        }
+        let rootfs = bundle.join(root.path());
+        let process = spec.process().as_ref();
+        let linux = spec.linux().as_ref();
+        let mappings = |m: Option<&Vec<LinuxIdMapping>>| {
+            m.map(|v| v.iter().map(IdMapping::from).collect())
+                .unwrap_or_default()
+        };
+
+        let mut annotations: BTreeMap<String, String> = spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect();
+        annotations.extend(state.annotations);
+
+        Ok(ContainerContext {
+            id: state.id,
+            stage,
+            bundle: bundle.to_path_buf(),
+            pid: state.pid,
+            rootfs_readonly: root.readonly().unwrap_or(false),
+            rootfs,
+            env: process.and_then(|p| p.env().clone()).unwrap_or_default(),
+            args: process.and_then(|p| p.args().clone()).unwrap_or_default(),
+            annotations,
+            uid_mappings: mappings(linux.and_then(|l| l.uid_mappings().as_ref())),
+            gid_mappings: mappings(linux.and_then(|l| l.gid_mappings().as_ref())),
+            spec,
+        })
+    }
+
+    /// The value a process in the container would get from `getenv(name)`:
+    /// the first entry wins, as with glibc.
+    pub fn getenv(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find_map(|entry| match entry.split_once('=') {
+                Some((key, value)) if key == name => Some(value),
+                _ => None,
+            })
+    }
+
+    /// oci-injector-hook's activation flag: `VAR` matches when VAR is set,
+    /// `VAR=value` when it is set to exactly `value`. Nothing is a pattern.
+    pub fn env_match(&self, flag: &str) -> bool {
+        match flag.split_once('=') {
+            Some((name, value)) => self.getenv(name) == Some(value),
+            None => self.getenv(flag).is_some(),
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<Vec<u8>, ContextError> {
+    std::fs::read(path).map_err(|source| ContextError::Read {
+        what: path.display().to_string(),
+        source,
+    })
+}
+
+fn parse<T: serde::de::DeserializeOwned>(
+    what: &str,
+    kind: &'static str,
+    bytes: &[u8],
+) -> Result<T, ContextError> {
+    serde_json::from_slice(bytes).map_err(|source| ContextError::Parse {
+        what: what.to_string(),
+        kind,
+        source,
+    })
+}
+
+fn field(what: &str, field: &'static str, problem: &'static str) -> ContextError {
+    ContextError::Field {
+        what: what.to_string(),
+        field,
+        problem,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_env(env: &[&str]) -> ContainerContext {
+        ContainerContext {
+            env: env.iter().map(|s| s.to_string()).collect(),
+            ..ContainerContext::empty()
+        }
+    }
+
+    #[test]
+    fn env_flag_without_value_matches_any_value_even_empty() {
+        let ctx = with_env(&["OCI_FOO=", "PATH=/bin"]);
+        assert!(ctx.env_match("OCI_FOO"));
+        assert!(ctx.env_match("PATH"));
+        assert!(!ctx.env_match("OCI_BAR"));
+    }
+
+    #[test]
+    fn env_flag_with_value_matches_exactly_and_literally() {
+        let ctx = with_env(&["MODE=a.c", "X=1"]);
+        assert!(ctx.env_match("MODE=a.c"));
+        assert!(!ctx.env_match("MODE=abc"), "a dot is not a regex wildcard");
+        assert!(!ctx.env_match("MODE=a"));
+        assert!(!ctx.env_match("X=1 "));
+    }
+
+    #[test]
+    fn getenv_takes_the_first_entry_like_glibc() {
+        let ctx = with_env(&["A=1", "A=2"]);
+        assert_eq!(ctx.getenv("A"), Some("1"));
+        assert_eq!(ctx.getenv("B"), None);
+    }
+}

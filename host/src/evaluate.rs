@@ -1,0 +1,108 @@
+//! Runs the active plugins against one container and merges their requests
+//! into one plan. Every back end starts here.
+
+use std::sync::Arc;
+
+use crate::config::{Inventory, OnError};
+use crate::context::ContainerContext;
+use crate::plan::{Conflict, Plan};
+use crate::runtime::{LogLine, PluginError, PluginInfo, Runtime};
+
+/// What happened to one installed plugin.
+#[derive(Debug)]
+pub struct Outcome {
+    pub name: String,
+    pub status: Status,
+    pub logs: Vec<LogLine>,
+}
+
+#[derive(Debug)]
+pub enum Status {
+    /// Its activation did not match the container.
+    Inactive,
+    Applied(PluginInfo),
+    /// It failed and its manifest says `on-error: skip`: its requests were dropped.
+    Skipped(String),
+    /// It failed and failed the container (`on-error: fail`).
+    Failed(String),
+}
+
+#[derive(Debug)]
+pub struct Evaluation {
+    pub plan: Plan,
+    pub outcomes: Vec<Outcome>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error(transparent)]
+    Plugin(#[from] PluginError),
+    #[error("plugin `{plugin}`: its requests conflict with an earlier plugin's: {conflict}")]
+    Conflict { plugin: String, conflict: Conflict },
+}
+
+/// A failure that fails the container, with the logs gathered up to it (so
+/// the user sees what the plugins said before it).
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Failed {
+    pub error: EvalError,
+    pub outcomes: Vec<Outcome>,
+}
+
+pub fn evaluate(
+    runtime: &Runtime,
+    inventory: &Inventory,
+    ctx: &Arc<ContainerContext>,
+) -> Result<Evaluation, Failed> {
+    let mut plan = Plan::default();
+    let mut outcomes = Vec::new();
+    for plugin in &inventory.plugins {
+        if !plugin.activation.matches(ctx) {
+            outcomes.push(Outcome {
+                name: plugin.name.clone(),
+                status: Status::Inactive,
+                logs: Vec::new(),
+            });
+            continue;
+        }
+        let mut logs = Vec::new();
+        let result = runtime
+            .instantiate(plugin, ctx.clone())
+            .and_then(|mut instance| {
+                let result = instance
+                    .describe()
+                    .and_then(|info| instance.apply().map(|applied| (info, applied)));
+                logs = instance.logs();
+                result
+            })
+            .map_err(EvalError::from)
+            .and_then(|(info, applied)| {
+                logs = applied.logs;
+                plan.merge(applied.plan)
+                    .map(|()| info)
+                    .map_err(|conflict| EvalError::Conflict {
+                        plugin: plugin.name.clone(),
+                        conflict,
+                    })
+            });
+        let status = match result {
+            Ok(info) => Status::Applied(info),
+            Err(error) if plugin.on_error == OnError::Skip => Status::Skipped(error.to_string()),
+            Err(error) => {
+                outcomes.push(Outcome {
+                    name: plugin.name.clone(),
+                    status: Status::Failed(error.to_string()),
+                    logs,
+                });
+                return Err(Failed { error, outcomes });
+            }
+        };
+        outcomes.push(Outcome {
+            name: plugin.name.clone(),
+            status,
+            logs,
+        });
+    }
+    Ok(Evaluation { plan, outcomes })
+}

@@ -1,0 +1,443 @@
+//! The plugin runtime: wasmtime, one `Store` per plugin, and the limits that
+//! keep a broken or hostile plugin from taking the container start with it.
+//!
+//! - Time: epoch interruption. A ticker thread bumps the engine's epoch every
+//!   millisecond and each call into a plugin gets a deadline in ticks. A host
+//!   call cannot be interrupted that way, so the same thread is also a
+//!   watchdog that ends the process if one call overruns its budget twice.
+//! - Memory: a `ResourceLimiter` caps linear memory per store.
+//! - Capabilities: the WIT imports (see `imports`) and an empty WASI context.
+
+mod cache;
+mod imports;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use wasmtime::component::{Component, HasSelf, Linker};
+use wasmtime::{Config, Engine, Store, Trap};
+
+pub use cache::{Cache, CacheError, LoadError, WASMTIME_VERSION};
+pub use imports::{LogLevel, LogLine};
+
+use crate::config::PluginConfig;
+use crate::context::ContainerContext;
+use crate::hostfs::HostFs;
+use crate::plan::Plan;
+use imports::PluginState;
+
+mod bindings {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "plugin",
+        imports: { default: trappable },
+    });
+}
+
+pub use bindings::exports::hookhost::policy::policy::PluginInfo;
+
+/// The WIT package this host implements.
+pub const WIT_PACKAGE: &str = "hookhost:policy";
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 0);
+
+const TICK: Duration = Duration::from_millis(1);
+
+/// What went wrong with one plugin; always names it.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}` ({wasm}): {failure}")]
+pub struct PluginError {
+    pub plugin: String,
+    pub wasm: PathBuf,
+    pub failure: Failure,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("cannot read it: {0}")]
+    Read(std::io::Error),
+    #[error("is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
+    CoreModule,
+    #[error("is not a WebAssembly component")]
+    NotWasm,
+    #[error(transparent)]
+    Load(#[from] LoadError),
+    #[error("exports no `{WIT_PACKAGE}/policy` interface, so it is not a hookhost policy")]
+    NotAPolicy,
+    #[error("targets {found}, which this host does not speak (it speaks {WIT_PACKAGE}@{}.{}.x)", WIT_VERSION.0, WIT_VERSION.1)]
+    Incompatible { found: String },
+    #[error("cannot be instantiated: {0}")]
+    Instantiate(String),
+    #[error("exceeded its time limit of {0} ms")]
+    Timeout(u64),
+    #[error("exceeded its memory limit of {0} MiB")]
+    OutOfMemory(u64),
+    #[error("trapped: {0}")]
+    Trap(String),
+    #[error("{call} failed: {message}")]
+    Refused { call: &'static str, message: String },
+}
+
+/// The engine and everything shared by all plugins of one run.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
+    cache: Option<Cache>,
+    host: Arc<HostFs>,
+    ticker: Ticker,
+}
+
+impl Runtime {
+    /// `cache`: where precompiled plugins are kept; `None` compiles every time.
+    pub fn new(host: HostFs, cache: Option<Cache>) -> anyhow::Result<Self> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(Runtime {
+            engine,
+            linker,
+            cache,
+            host: Arc::new(host),
+            ticker,
+        })
+    }
+
+    pub fn host(&self) -> &HostFs {
+        &self.host
+    }
+
+    /// The plugin's component, compiled or from the cache, with its WIT
+    /// version checked. Returns whether it had to be compiled.
+    pub fn load(&self, plugin: &PluginConfig) -> Result<(Component, bool), PluginError> {
+        let fail = |failure| PluginError {
+            plugin: plugin.name.clone(),
+            wasm: plugin.wasm.clone(),
+            failure,
+        };
+        let wasm = std::fs::read(&plugin.wasm).map_err(|e| fail(Failure::Read(e)))?;
+        match wasm.get(..8) {
+            Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
+            Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => return Err(fail(Failure::CoreModule)),
+            _ => return Err(fail(Failure::NotWasm)),
+        }
+        let (component, compiled) = match &self.cache {
+            Some(cache) => cache.load_or_compile(&self.engine, &wasm),
+            None => Component::new(&self.engine, &wasm)
+                .map(|c| (c, true))
+                .map_err(LoadError::Compile),
+        }
+        .map_err(|e| fail(Failure::Load(e)))?;
+        check_version(&self.engine, &component).map_err(fail)?;
+        Ok((component, compiled))
+    }
+
+    /// Writes the plugin's precompiled form into the cache.
+    pub fn precompile(&self, plugin: &PluginConfig) -> Result<(PathBuf, bool), PluginError> {
+        let (_, compiled) = self.load(plugin)?;
+        let wasm = std::fs::read(&plugin.wasm).map_err(|e| PluginError {
+            plugin: plugin.name.clone(),
+            wasm: plugin.wasm.clone(),
+            failure: Failure::Read(e),
+        })?;
+        let entry = self
+            .cache
+            .as_ref()
+            .map(|c| c.entry(&self.engine, &wasm))
+            .unwrap_or_default();
+        Ok((entry, compiled))
+    }
+
+    /// A fresh instance of the plugin, in its own store, for one container.
+    pub fn instantiate<'r>(
+        &'r self,
+        plugin: &'r PluginConfig,
+        ctx: Arc<ContainerContext>,
+    ) -> Result<Instance<'r>, PluginError> {
+        let (component, _) = self.load(plugin)?;
+        let memory = usize::try_from(plugin.limits.memory_mib << 20).unwrap_or(usize::MAX);
+        let state = PluginState::new(
+            &plugin.name,
+            ctx,
+            self.host.clone(),
+            plugin.allow.clone(),
+            plugin.settings.clone(),
+            memory,
+        );
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|s| &mut s.memory);
+        store.epoch_deadline_trap();
+        let mut instance = Instance {
+            runtime: self,
+            plugin,
+            store,
+            bindings: None,
+        };
+        let bindings = instance.guarded("instantiation", |store| {
+            bindings::Plugin::instantiate(&mut *store, &component, &self.linker)
+        });
+        instance.bindings = Some(bindings.map_err(|e| match e.failure {
+            Failure::Trap(message) => PluginError {
+                failure: Failure::Instantiate(message),
+                ..e
+            },
+            _ => e,
+        })?);
+        Ok(instance)
+    }
+}
+
+/// One plugin, instantiated for one container.
+pub struct Instance<'r> {
+    runtime: &'r Runtime,
+    plugin: &'r PluginConfig,
+    store: Store<PluginState>,
+    bindings: Option<bindings::Plugin>,
+}
+
+/// What a successful `apply` leaves behind.
+pub struct Applied {
+    pub plan: Plan,
+    pub logs: Vec<LogLine>,
+}
+
+impl Instance<'_> {
+    pub fn describe(&mut self) -> Result<PluginInfo, PluginError> {
+        let policy = self
+            .bindings
+            .as_ref()
+            .unwrap()
+            .hookhost_policy_policy()
+            .clone();
+        self.guarded("describe", |store| policy.call_describe(store))
+    }
+
+    pub fn validate_settings(&mut self, settings: &str) -> Result<(), PluginError> {
+        let policy = self
+            .bindings
+            .as_ref()
+            .unwrap()
+            .hookhost_policy_policy()
+            .clone();
+        let verdict = self.guarded("validate-settings", |store| {
+            policy.call_validate_settings(store, settings)
+        })?;
+        verdict.map_err(|message| {
+            self.fail(Failure::Refused {
+                call: "validate-settings",
+                message,
+            })
+        })
+    }
+
+    pub fn devices(&mut self) -> Result<Vec<String>, PluginError> {
+        let policy = self
+            .bindings
+            .as_ref()
+            .unwrap()
+            .hookhost_policy_policy()
+            .clone();
+        let verdict = self.guarded("devices", |store| policy.call_devices(store))?;
+        verdict.map_err(|message| {
+            self.fail(Failure::Refused {
+                call: "devices",
+                message,
+            })
+        })
+    }
+
+    /// Runs the policy. On success the plugin's own plan (not yet merged with
+    /// the others') and its log; on failure the log is still available
+    /// through [`Instance::logs`].
+    pub fn apply(&mut self) -> Result<Applied, PluginError> {
+        let policy = self
+            .bindings
+            .as_ref()
+            .unwrap()
+            .hookhost_policy_policy()
+            .clone();
+        let verdict = self.guarded("apply", |store| policy.call_apply(store))?;
+        verdict.map_err(|message| {
+            self.fail(Failure::Refused {
+                call: "apply",
+                message,
+            })
+        })?;
+        let state = self.store.data_mut();
+        Ok(Applied {
+            plan: std::mem::take(&mut state.plan),
+            logs: std::mem::take(&mut state.logs),
+        })
+    }
+
+    /// The plugin's log so far.
+    pub fn logs(&mut self) -> Vec<LogLine> {
+        std::mem::take(&mut self.store.data_mut().logs)
+    }
+
+    fn fail(&self, failure: Failure) -> PluginError {
+        PluginError {
+            plugin: self.plugin.name.clone(),
+            wasm: self.plugin.wasm.clone(),
+            failure,
+        }
+    }
+
+    /// Calls into the plugin under its time and memory limits and turns a
+    /// trap into a failure that says what happened.
+    fn guarded<T>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
+    ) -> Result<T, PluginError> {
+        let limit = self.plugin.limits.time_ms;
+        let ticks = limit.div_ceil(TICK.as_millis() as u64).max(1);
+        self.store.set_epoch_deadline(ticks);
+        let _watch = self.runtime.ticker.watch(&self.plugin.name, call, limit);
+        let result = f(&mut self.store);
+        result.map_err(|e| {
+            let failure = if self.store.data().memory.exceeded {
+                Failure::OutOfMemory(self.plugin.limits.memory_mib)
+            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+                Failure::Timeout(limit)
+            } else {
+                Failure::Trap(format!("{e:#}"))
+            };
+            self.fail(failure)
+        })
+    }
+}
+
+/// Refuses a component that does not export a policy interface of a WIT
+/// version this host speaks (semver: same major, and same minor below 1.0).
+fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> {
+    let prefix = format!("{WIT_PACKAGE}/policy");
+    let ty = component.component_type();
+    let export = ty
+        .exports(engine)
+        .map(|(name, _)| name.to_string())
+        .find(|name| name.starts_with(&prefix))
+        .ok_or(Failure::NotAPolicy)?;
+    let version = export
+        .strip_prefix(&prefix)
+        .and_then(|v| v.strip_prefix('@'))
+        .unwrap_or("");
+    let parts: Vec<u64> = version
+        .split(['.', '-', '+'])
+        .take(3)
+        .map_while(|p| p.parse().ok())
+        .collect();
+    let compatible = match parts[..] {
+        [0, minor, _] => WIT_VERSION.0 == 0 && minor == WIT_VERSION.1,
+        [major, _, _] => major == WIT_VERSION.0,
+        _ => false,
+    };
+    if compatible {
+        Ok(())
+    } else {
+        Err(Failure::Incompatible {
+            found: format!(
+                "{WIT_PACKAGE}@{}",
+                if version.is_empty() {
+                    "(unversioned)"
+                } else {
+                    version
+                }
+            ),
+        })
+    }
+}
+
+/// Bumps the engine's epoch every tick, and ends the process when a single
+/// call overruns twice its budget: that only happens when the plugin is
+/// stuck in a host call, which epochs cannot interrupt.
+struct Ticker {
+    stop: Arc<AtomicBool>,
+    watched: Arc<Mutex<Option<Watched>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+struct Watched {
+    plugin: String,
+    call: &'static str,
+    limit_ms: u64,
+    deadline: Instant,
+}
+
+/// Stops watching when the call returns.
+struct Watch<'a>(&'a Mutex<Option<Watched>>);
+
+impl Drop for Watch<'_> {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() = None;
+    }
+}
+
+impl Ticker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let watched: Arc<Mutex<Option<Watched>>> = Arc::default();
+        let thread = std::thread::Builder::new()
+            .name("hookhost-epoch".into())
+            .spawn({
+                let (stop, watched) = (stop.clone(), watched.clone());
+                move || {
+                    while !stop.load(Ordering::Relaxed) {
+                        std::thread::sleep(TICK);
+                        engine.increment_epoch();
+                        if let Some(w) = watched.lock().unwrap().as_ref() {
+                            if Instant::now() > w.deadline {
+                                eprintln!(
+                                    "hookhost: plugin `{}` is stuck in `{}` past twice its time limit of {} ms; aborting",
+                                    w.plugin, w.call, w.limit_ms
+                                );
+                                std::process::exit(1);
+                            }
+                        }
+                    }
+                }
+            })
+            .expect("spawning the epoch thread");
+        Ticker {
+            stop,
+            watched,
+            thread: Some(thread),
+        }
+    }
+
+    fn watch(&self, plugin: &str, call: &'static str, limit_ms: u64) -> Watch<'_> {
+        *self.watched.lock().unwrap() = Some(Watched {
+            plugin: plugin.to_string(),
+            call,
+            limit_ms,
+            deadline: Instant::now() + Duration::from_millis(limit_ms.saturating_mul(2)),
+        });
+        Watch(&self.watched)
+    }
+}
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The default cache directory: the system one for root, the user's own
+/// otherwise (so a vendor can run `hookhost test` unprivileged).
+pub fn default_cache_dir() -> Option<PathBuf> {
+    if nix::unistd::geteuid().is_root() {
+        return Some(PathBuf::from("/var/cache/hookhost"));
+    }
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))
+        .map(|d| d.join("hookhost"))
+}

@@ -1,0 +1,271 @@
+//! hookhost's policy for NVIDIA GPUs: the container's
+//! `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES` pick the GPUs
+//! and the parts of the driver it gets, with the meanings NVIDIA documents
+//! for its container toolkit.
+
+mod driver;
+mod files;
+mod select;
+
+use hookhost_plugin::host::{self, FileKind};
+use hookhost_plugin::inject::{self, Device, FileRole};
+use hookhost_plugin::{container, log, PluginInfo, Policy};
+use serde::Deserialize;
+
+use driver::Driver;
+use select::{Capability, Visible};
+
+const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
+const DRIVER_CAPABILITIES: &str = "NVIDIA_DRIVER_CAPABILITIES";
+
+/// The manifest's `settings`: where the driver's files live on this host.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct Settings {
+    /// The 64-bit libraries, searched in order.
+    library_dirs: Vec<String>,
+    /// The 32-bit libraries of `compat32`, searched in order.
+    compat32_dirs: Vec<String>,
+    /// The executables, searched in order.
+    binary_dirs: Vec<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let dirs = |dirs: &[&str]| dirs.iter().map(|d| d.to_string()).collect();
+        Settings {
+            library_dirs: dirs(&["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]),
+            compat32_dirs: dirs(&["/usr/lib/i386-linux-gnu", "/usr/lib32"]),
+            binary_dirs: dirs(&["/usr/bin"]),
+        }
+    }
+}
+
+impl Settings {
+    fn parse(json: &str) -> Result<Self, String> {
+        let settings: Settings = hookhost_plugin::parse_settings(json)?;
+        let all = [
+            ("library-dirs", &settings.library_dirs),
+            ("compat32-dirs", &settings.compat32_dirs),
+            ("binary-dirs", &settings.binary_dirs),
+        ];
+        for (field, dirs) in all {
+            if let Some(dir) = dirs
+                .iter()
+                .find(|d| !d.starts_with('/') || d.ends_with('/'))
+            {
+                return Err(format!(
+                    "invalid settings: {field}: `{dir}` is not an absolute path without a trailing /"
+                ));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+struct Nvidia;
+
+impl Policy for Nvidia {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "nvidia".into(),
+            vendor: "hookhost".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "NVIDIA GPUs and driver, selected by NVIDIA_VISIBLE_DEVICES \
+                      and NVIDIA_DRIVER_CAPABILITIES"
+                .into(),
+        }
+    }
+
+    fn validate_settings(settings: String) -> Result<(), String> {
+        Settings::parse(&settings).map(drop)
+    }
+
+    fn devices() -> Result<Vec<String>, String> {
+        let Some(driver) = Driver::probe()? else {
+            log::info!("the NVIDIA driver is not loaded: no devices");
+            return Ok(Vec::new());
+        };
+        let indices = (0..driver.gpus.len()).map(|i| i.to_string());
+        let uuids = driver.gpus.iter().map(|gpu| gpu.uuid.clone());
+        Ok(indices.chain(uuids).chain(["all".to_string()]).collect())
+    }
+
+    fn apply() -> Result<(), String> {
+        let settings = Settings::parse(&host::settings())?;
+        let visible = Visible::parse(container::getenv(VISIBLE_DEVICES).as_deref())?;
+        if visible == Visible::Nothing {
+            log::debug!("{VISIBLE_DEVICES} is unset, empty or void: nothing to inject");
+            return Ok(());
+        }
+        let caps = Capability::parse_list(container::getenv(DRIVER_CAPABILITIES).as_deref())?;
+        let driver = Driver::probe()?.ok_or_else(|| {
+            format!(
+                "NVIDIA driver not loaded on this host (no {})",
+                driver::VERSION_FILE
+            )
+        })?;
+        let gpus = visible.select(&driver.gpus)?;
+
+        control_devices(&caps)?;
+        for gpu in gpus {
+            log::debug!(
+                "GPU {} at {}, /dev/nvidia{}",
+                gpu.uuid,
+                gpu.bus_id,
+                gpu.minor
+            );
+            Device::new(format!("/dev/nvidia{}", gpu.minor)).request()?;
+        }
+        driver_files(&settings, &caps, &driver.version)
+    }
+}
+
+/// The nodes beside the GPUs' own, each with the capability that needs it,
+/// as libnvidia-container grants them.
+const CONTROL_DEVICES: [(&str, Option<Capability>); 4] = [
+    ("/dev/nvidiactl", None),
+    ("/dev/nvidia-uvm", Some(Capability::Compute)),
+    ("/dev/nvidia-uvm-tools", Some(Capability::Compute)),
+    ("/dev/nvidia-modeset", Some(Capability::Display)),
+];
+
+fn control_devices(caps: &[Capability]) -> Result<(), String> {
+    for (path, needs) in CONTROL_DEVICES {
+        if needs.is_some_and(|cap| !caps.contains(&cap)) {
+            continue;
+        }
+        if files::exists(path)? && host::stat(path)?.kind == FileKind::CharDevice {
+            Device::new(path).request()?;
+        } else {
+            log::debug!("{path} is not a device node on this host");
+        }
+    }
+    Ok(())
+}
+
+/// Libraries, executables, firmware and configuration of the driver.
+fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Result<(), String> {
+    // The 64-bit build of each library, and the 32-bit one with compat32.
+    let mut search_paths = vec![&settings.library_dirs];
+    if caps.contains(&Capability::Compat32) {
+        search_paths.push(&settings.compat32_dirs);
+    }
+    let mut any_library = false;
+    for &cap in caps {
+        for name in files::libraries(cap) {
+            for dirs in &search_paths {
+                any_library |= files::versioned(dirs, name, version, FileRole::Library)?;
+            }
+        }
+        for name in files::binaries(cap) {
+            files::first_of(&settings.binary_dirs, name, FileRole::Binary)?;
+        }
+    }
+    if caps.contains(&Capability::Graphics) {
+        for path in files::GRAPHICS_CONFIG {
+            if files::exists(path)? {
+                inject::misc(path)?;
+            }
+        }
+    }
+    if caps.contains(&Capability::Display) {
+        files::first_of(&settings.library_dirs, files::XORG_DRIVER, FileRole::Misc)?;
+        let glx_dirs: Vec<String> = settings
+            .library_dirs
+            .iter()
+            .map(|dir| format!("{dir}/{}", files::XORG_GLX_DIR))
+            .collect();
+        files::versioned(&glx_dirs, files::XORG_GLX, version, FileRole::Misc)?;
+    }
+    for path in host::glob(&files::firmware(version))? {
+        inject::misc(&path)?;
+    }
+    if any_library {
+        inject::run_ldconfig()?;
+    }
+    Ok(())
+}
+
+hookhost_plugin::export!(Nvidia);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn settings() {
+        let settings = Settings::parse("{}").unwrap();
+        assert_eq!(settings.binary_dirs, ["/usr/bin"]);
+        let settings = Settings::parse(r#"{"binary-dirs": ["/opt/nvidia/bin"]}"#).unwrap();
+        assert_eq!(settings.binary_dirs, ["/opt/nvidia/bin"]);
+        assert_eq!(settings.library_dirs, Settings::default().library_dirs);
+
+        let unknown = Settings::parse(r#"{"library-dir": ["/lib"]}"#).unwrap_err();
+        assert!(
+            unknown.starts_with("invalid settings: unknown field `library-dir`"),
+            "{unknown}"
+        );
+        let wrong_type = Settings::parse(r#"{"binary-dirs": "/usr/bin"}"#).unwrap_err();
+        assert!(
+            wrong_type.starts_with("invalid settings: invalid type: string"),
+            "{wrong_type}"
+        );
+        assert_eq!(
+            Settings::parse(r#"{"compat32-dirs": ["lib32"]}"#).unwrap_err(),
+            "invalid settings: compat32-dirs: `lib32` is not an absolute path without a trailing /"
+        );
+    }
+
+    /// The manifest's allow-list is exactly what the policy looks at and asks
+    /// for, with the manifest's settings.
+    #[test]
+    fn manifest_allows_exactly_what_the_policy_uses() {
+        let manifest: serde_json::Value =
+            serde_json::from_str(include_str!("../nvidia.json")).unwrap();
+        let settings = Settings::parse(&manifest["settings"].to_string()).unwrap();
+        let allow: Vec<&str> = manifest["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|glob| glob.as_str().unwrap())
+            .collect();
+
+        let mut expected = vec![
+            driver::VERSION_FILE.to_string(),
+            driver::GPU_INFORMATION.to_string(),
+            "/dev/nvidia[0-9]*".to_string(),
+            files::firmware("*"),
+        ];
+        expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
+        expected.extend(files::GRAPHICS_CONFIG.map(String::from));
+        for dir in &settings.library_dirs {
+            expected.push(format!("{dir}/{}", files::XORG_DRIVER));
+            expected.push(format!(
+                "{dir}/{}/{}.so*",
+                files::XORG_GLX_DIR,
+                files::XORG_GLX
+            ));
+        }
+        let library_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
+        for cap in Capability::ALL {
+            for name in files::libraries(cap) {
+                expected.extend(library_dirs.clone().map(|dir| format!("{dir}/{name}.so*")));
+            }
+            for name in files::binaries(cap) {
+                expected.extend(
+                    settings
+                        .binary_dirs
+                        .iter()
+                        .map(|dir| format!("{dir}/{name}")),
+                );
+            }
+        }
+
+        let allowed: std::collections::BTreeSet<&str> = allow.iter().copied().collect();
+        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
+        let expected: std::collections::BTreeSet<&str> =
+            expected.iter().map(String::as_str).collect();
+        assert_eq!(allowed, expected);
+    }
+}

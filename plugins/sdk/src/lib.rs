@@ -1,0 +1,309 @@
+//! The SDK for hookhost policy plugins.
+//!
+//! A plugin is a WebAssembly component that decides which host devices and
+//! files a container gets. It never touches the host itself: it looks through
+//! [`host`] (confined to its manifest's allow-list), reads the [`container`],
+//! and asks for what it wants through [`inject`]. The host checks every
+//! request at once and carries out the whole plan later.
+//!
+//! ```no_run
+//! use hookhost_plugin::inject::{self, Device};
+//! use hookhost_plugin::{container, PluginInfo, Policy};
+//!
+//! struct Example;
+//!
+//! impl Policy for Example {
+//!     fn describe() -> PluginInfo {
+//!         PluginInfo {
+//!             name: "example".into(),
+//!             vendor: "Example Corp.".into(),
+//!             version: env!("CARGO_PKG_VERSION").into(),
+//!             summary: "Gives containers /dev/example0".into(),
+//!         }
+//!     }
+//!     fn validate_settings(_: String) -> Result<(), String> {
+//!         Ok(())
+//!     }
+//!     fn devices() -> Result<Vec<String>, String> {
+//!         Ok(vec!["0".into()])
+//!     }
+//!     fn apply() -> Result<(), String> {
+//!         if container::getenv("EXAMPLE_DEVICES").as_deref() == Some("0") {
+//!             Device::new("/dev/example0").request()?;
+//!             inject::library("/usr/lib/libexample.so.1")?;
+//!             inject::run_ldconfig()?;
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! hookhost_plugin::export!(Example);
+//! ```
+
+use std::fmt;
+
+use serde::de::DeserializeOwned;
+
+#[doc(hidden)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        world: "plugin",
+        path: "../../wit",
+        pub_export_macro: true,
+        default_bindings_module: "hookhost_plugin::bindings",
+        // Our own error type, for a readable Display.
+        with: { "hookhost:policy/types@0.1.0/error": crate::Error },
+    });
+}
+
+pub use bindings::export;
+pub use bindings::exports::hookhost::policy::policy::{Guest as Policy, PluginInfo};
+
+/// Why the host refused a request or a look-up (the WIT `types.error`).
+///
+/// Each case carries the host's explanation, which names the path.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The path is outside this plugin's allow-list.
+    NotAllowed(String),
+    /// The path does not exist on the host (under the host root).
+    NotFound(String),
+    /// The request is malformed: relative path, `..`, wrong file kind...
+    Invalid(String),
+    /// The stage's back end cannot honour this request.
+    Unsupported(String),
+    /// It contradicts a request already in the plan.
+    Conflict(String),
+    /// Any other failure, with the host's explanation.
+    Io(String),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (kind, message) = match self {
+            Error::NotAllowed(m) => ("not allowed", m),
+            Error::NotFound(m) => ("not found", m),
+            Error::Invalid(m) => ("invalid", m),
+            Error::Unsupported(m) => ("unsupported", m),
+            Error::Conflict(m) => ("conflict", m),
+            Error::Io(m) => ("I/O error", m),
+        };
+        write!(f, "{kind}: {message}")
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// Lets `?` turn a host error into the `String` error of the [`Policy`]
+/// functions.
+impl From<Error> for String {
+    fn from(error: Error) -> String {
+        error.to_string()
+    }
+}
+
+/// The plugin's `settings` from its manifest, deserialized into `T`.
+///
+/// The message of the error names the offending field, ready to be returned
+/// from [`Policy::apply`].
+pub fn settings<T: DeserializeOwned>() -> Result<T, String> {
+    parse_settings(&host::settings())
+}
+
+/// Parses a settings document, as [`Policy::validate_settings`] receives it.
+///
+/// Use `#[serde(deny_unknown_fields)]` on `T` so that a misspelt field is an
+/// error rather than a silent default.
+pub fn parse_settings<T: DeserializeOwned>(json: &str) -> Result<T, String> {
+    serde_json::from_str(json).map_err(|e| format!("invalid settings: {e}"))
+}
+
+/// The container being started, read-only.
+pub mod container {
+    pub use crate::bindings::hookhost::policy::container::{
+        annotation, annotations, args, current_stage, env_match, getenv, gid_mappings, id,
+        rootfs_readonly, uid_mappings,
+    };
+    pub use crate::bindings::hookhost::policy::types::{IdMapping, Stage};
+}
+
+/// The host, seen through the plugin's allow-list and under the host root.
+///
+/// Paths are absolute host paths. Entries outside the allow-list do not exist
+/// for the plugin: [`glob`] skips them, the others return
+/// [`Error::NotAllowed`](crate::Error::NotAllowed).
+pub mod host {
+    pub use crate::bindings::hookhost::policy::host::{glob, read_file, read_link, settings, stat};
+    pub use crate::bindings::hookhost::policy::types::{FileKind, FileStat};
+    use crate::Error;
+
+    /// At most `limit` bytes of a text file.
+    ///
+    /// Text that is not UTF-8 is an [`Error::Io`].
+    pub fn read_to_string(path: &str, limit: u32) -> Result<String, Error> {
+        String::from_utf8(read_file(path, limit)?)
+            .map_err(|_| Error::Io(format!("{path} is not UTF-8 text")))
+    }
+}
+
+/// Requests, checked by the host at once and recorded into the plan.
+///
+/// Every request returns the host's refusal as an [`Error`](crate::Error);
+/// the plugin decides whether that is fatal.
+pub mod inject {
+    pub use crate::bindings::hookhost::policy::inject::{
+        add_device, copy_file, make_dir, run_ldconfig, set_env, symlink, Device, File, FileRole,
+        Transfer,
+    };
+    use crate::Error;
+
+    impl Device {
+        /// The host node `host_path`, at the same path in the container, with
+        /// the host node's mode and `rwm` access.
+        pub fn new(host_path: impl Into<String>) -> Self {
+            Device {
+                host_path: host_path.into(),
+                container_path: None,
+                file_mode: None,
+                uid: None,
+                gid: None,
+                permissions: None,
+            }
+        }
+
+        /// Puts the node at `container_path` instead.
+        pub fn at(mut self, container_path: impl Into<String>) -> Self {
+            self.container_path = Some(container_path.into());
+            self
+        }
+
+        /// Gives the node the permission bits `mode`.
+        pub fn mode(mut self, mode: u32) -> Self {
+            self.file_mode = Some(mode);
+            self
+        }
+
+        /// Gives the node to `uid`:`gid` of the container.
+        pub fn owner(mut self, uid: u32, gid: u32) -> Self {
+            self.uid = Some(uid);
+            self.gid = Some(gid);
+            self
+        }
+
+        /// Limits the device cgroup access to `access`, any of `rwm`.
+        pub fn permissions(mut self, access: impl Into<String>) -> Self {
+            self.permissions = Some(access.into());
+            self
+        }
+
+        /// Asks for the device (`add-device`).
+        pub fn request(&self) -> Result<(), Error> {
+            add_device(self)
+        }
+    }
+
+    impl File {
+        /// The host file `host_path`, bind-mounted read-only at the same path
+        /// in the container.
+        pub fn new(host_path: impl Into<String>, role: FileRole) -> Self {
+            File {
+                host_path: host_path.into(),
+                container_path: None,
+                role,
+                transfer: Transfer::Bind,
+            }
+        }
+
+        /// Puts the file at `container_path` instead.
+        pub fn at(mut self, container_path: impl Into<String>) -> Self {
+            self.container_path = Some(container_path.into());
+            self
+        }
+
+        /// Copies the file into the container instead of bind-mounting it.
+        pub fn by_copy(mut self) -> Self {
+            self.transfer = Transfer::Copy;
+            self
+        }
+
+        /// Asks for the file (`copy-file`).
+        pub fn request(&self) -> Result<(), Error> {
+            copy_file(self)
+        }
+    }
+
+    /// Asks for the shared library `host_path`, bind-mounted at the same path.
+    /// Follow with [`run_ldconfig`].
+    pub fn library(host_path: &str) -> Result<(), Error> {
+        File::new(host_path, FileRole::Library).request()
+    }
+
+    /// Asks for the executable `host_path`, bind-mounted at the same path.
+    pub fn binary(host_path: &str) -> Result<(), Error> {
+        File::new(host_path, FileRole::Binary).request()
+    }
+
+    /// Asks for the file `host_path` (firmware, configuration...),
+    /// bind-mounted at the same path.
+    pub fn misc(host_path: &str) -> Result<(), Error> {
+        File::new(host_path, FileRole::Misc).request()
+    }
+}
+
+/// Messages for the host's log, which names the plugin.
+///
+/// The macros take `format!` arguments: `log::info!("{n} GPUs")`.
+pub mod log {
+    pub use crate::bindings::hookhost::policy::log::{log, Level};
+    #[doc(inline)]
+    pub use crate::{
+        __log_debug as debug, __log_error as error, __log_info as info, __log_warn as warn,
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_debug {
+    ($($arg:tt)+) => { $crate::log::log($crate::log::Level::Debug, &::std::format!($($arg)+)) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_info {
+    ($($arg:tt)+) => { $crate::log::log($crate::log::Level::Info, &::std::format!($($arg)+)) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_warn {
+    ($($arg:tt)+) => { $crate::log::log($crate::log::Level::Warn, &::std::format!($($arg)+)) };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __log_error {
+    ($($arg:tt)+) => { $crate::log::log($crate::log::Level::Error, &::std::format!($($arg)+)) };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_sentences() {
+        let error = Error::NotAllowed("/etc/shadow is not in this plugin's allow-list".into());
+        assert_eq!(
+            String::from(error),
+            "not allowed: /etc/shadow is not in this plugin's allow-list"
+        );
+    }
+
+    #[test]
+    fn settings_errors_say_what_is_wrong() {
+        let error = parse_settings::<u32>(r#""many""#).unwrap_err();
+        assert!(
+            error.starts_with("invalid settings: invalid type: string"),
+            "{error}"
+        );
+    }
+}

@@ -36,6 +36,8 @@ install_file() {
 
 install_file "$built/hookhost_nvidia.wasm" "$out/plugins.d/nvidia.wasm"
 install_file "$repo/plugins/nvidia/nvidia.json" "$out/plugins.d/nvidia.json"
-install_file "$built/hookhost_hostile.wasm" "$out/test-plugins/hostile.wasm"
+for test_plugin in hostile future; do
+    install_file "$built/hookhost_$test_plugin.wasm" "$out/test-plugins/$test_plugin.wasm"
+done
 
 echo "build.sh: plugins installed in $out"

@@ -321,7 +321,8 @@ pub fn main() -> ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("hookhost: {e:#}");
+            // Every error of ours embeds its cause in its message already.
+            eprintln!("hookhost: {e}");
             ExitCode::FAILURE
         }
     }

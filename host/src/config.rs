@@ -302,8 +302,13 @@ fn load_manifest(
     }
     let whole = |field, pattern: &str| {
         // Anchored: `nvidia` must not match `not-nvidia-at-all`.
-        Regex::new(&format!("^(?:{pattern})$"))
-            .map_err(|e| invalid(field, format!("`{pattern}` is not a valid regex: {e}")))
+        Regex::new(&format!("^(?:{pattern})$")).map_err(|e| {
+            // regex draws a caret diagram over several lines; keep the last,
+            // which says what is wrong.
+            let text = e.to_string();
+            let why = text.lines().last().unwrap_or_default().trim().to_string();
+            invalid(field, format!("`{pattern}` is not a valid regex: {why}"))
+        })
     };
     let activation = Activation {
         always: spec.always,

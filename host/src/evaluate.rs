@@ -54,7 +54,7 @@ pub fn evaluate(
     runtime: &Runtime,
     inventory: &Inventory,
     ctx: &Arc<ContainerContext>,
-) -> Result<Evaluation, Failed> {
+) -> Result<Evaluation, Box<Failed>> {
     let mut plan = Plan::default();
     let mut outcomes = Vec::new();
     for plugin in &inventory.plugins {
@@ -95,7 +95,7 @@ pub fn evaluate(
                     status: Status::Failed(error.to_string()),
                     logs,
                 });
-                return Err(Failed { error, outcomes });
+                return Err(Box::new(Failed { error, outcomes }));
             }
         };
         outcomes.push(Outcome {

@@ -306,7 +306,10 @@ impl Instance<'_> {
             } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Failure::Timeout(limit)
             } else {
-                Failure::Trap(format!("{e:#}"))
+                // The root cause says what happened ("wasm `unreachable`
+                // instruction executed"); the rest is a backtrace of
+                // unnamed functions that helps nobody reading a hook error.
+                Failure::Trap(e.root_cause().to_string())
             };
             self.fail(failure)
         })

@@ -6,6 +6,8 @@
 //! - `escape`: asks for `/etc/shadow` and `/dev/mem`, and returns the host's
 //!   refusals as its error (a success is reported as a breach);
 //! - `trap`: aborts, which traps;
+//! - `wasi`: looks for what WASI might leak (environment, arguments, files)
+//!   and reports a breach if it finds any;
 //! - `noop`: does nothing, for benchmarks and empty plans.
 
 use hookhost_plugin::inject::Device;
@@ -25,6 +27,7 @@ enum Mode {
     Alloc,
     Escape,
     Trap,
+    Wasi,
     Noop,
 }
 
@@ -72,6 +75,18 @@ impl Policy for Hostile {
             }
             // Compiles to the `unreachable` instruction on wasm.
             Mode::Trap => std::process::abort(),
+            Mode::Wasi => {
+                let env = std::env::vars_os().count();
+                let args = std::env::args_os().count();
+                let files = std::fs::read_dir("/").is_ok() || std::fs::metadata("/etc").is_ok();
+                if env == 0 && args == 0 && !files {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "sandbox breach: WASI gave {env} variables, {args} arguments, file access: {files}"
+                    ))
+                }
+            }
             Mode::Noop => Ok(()),
         }
     }

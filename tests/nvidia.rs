@@ -1,0 +1,235 @@
+//! The NVIDIA policy, built from `plugins/nvidia`, against the fixture cases
+//! in `tests/fixtures/nvidia/`: each case holds a bundle, the fake host it
+//! runs on (`case.json`), and either the plan it must produce
+//! (`expected.json`) or a text its error must contain (`expected-error.txt`).
+//!
+//! Set `HOOKHOST_BLESS=1` to rewrite the `expected.json` files from the
+//! current output (then review the diff).
+
+mod common;
+
+use std::path::Path;
+
+use common::*;
+
+fn run_case(name: &str) {
+    let case = fixtures().join("nvidia").join(name);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    let host = fake_host(spec["host"].as_str().unwrap());
+    let plugins_d = plugins().join("plugins.d");
+    let common_args = |extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["test".into(), case.clone().into()];
+        args.extend(["--plugins-dir".into(), plugins_d.clone().into()]);
+        args.extend(["--host-root".into(), host.path().into()]);
+        args.extend(extra.iter().map(Into::into));
+        args
+    };
+
+    let expected_error = case.join("expected-error.txt");
+    if expected_error.exists() {
+        let want = std::fs::read_to_string(&expected_error).unwrap();
+        let out = hookhost(common_args(&[]));
+        assert!(!out.status.success(), "case {name} must fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains(want.trim()),
+            "case {name}: stderr lacks {want:?}:\n{err}"
+        );
+        assert!(
+            err.contains("plugin `nvidia`"),
+            "the error names the plugin:\n{err}"
+        );
+        return;
+    }
+
+    let expected = case.join("expected.json");
+    if std::env::var_os("HOOKHOST_BLESS").is_some() {
+        let out = hookhost(common_args(&["--json"]));
+        assert!(out.status.success(), "case {name}: {}", stderr(&out));
+        std::fs::write(&expected, &out.stdout).unwrap();
+    }
+    let out = hookhost(common_args(&["--expect", expected.to_str().unwrap()]));
+    assert!(
+        out.status.success(),
+        "case {name}: plan differs:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // --json prints exactly the expected file.
+    let out = hookhost(common_args(&["--json"]));
+    assert_eq!(stdout(&out), std::fs::read_to_string(&expected).unwrap());
+}
+
+#[test]
+fn all_gpus_get_every_node_and_the_default_utility_compute_driver() {
+    run_case("all");
+}
+
+#[test]
+fn an_index_list_selects_those_gpus() {
+    run_case("index-list");
+}
+
+#[test]
+fn a_uuid_selects_that_gpu() {
+    run_case("uuid");
+}
+
+#[test]
+fn none_gives_the_driver_without_gpu_nodes() {
+    run_case("none");
+}
+
+#[test]
+fn void_injects_nothing() {
+    run_case("void");
+}
+
+#[test]
+fn unset_leaves_the_plugin_inactive() {
+    run_case("unset");
+}
+
+#[test]
+fn a_capability_subset_selects_only_its_libraries() {
+    run_case("capabilities");
+}
+
+#[test]
+fn all_capabilities_bring_graphics_video_display_and_compat32() {
+    run_case("capabilities-all");
+}
+
+#[test]
+fn an_unknown_index_fails_naming_the_gpus_the_host_has() {
+    run_case("unknown-index");
+}
+
+#[test]
+fn a_host_without_the_driver_fails_clearly() {
+    run_case("no-driver");
+}
+
+#[test]
+fn expect_fails_with_a_readable_diff_when_the_plan_changes() {
+    let case = fixtures().join("nvidia/uuid");
+    let host = fake_host("nvidia");
+    let mut plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("expected.json")).unwrap())
+            .unwrap();
+    plan["devices"][0]["minor"] = 7.into();
+    let tmp = tempfile::tempdir().unwrap();
+    let changed = tmp.path().join("changed.json");
+    std::fs::write(&changed, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
+
+    let out = hookhost([
+        "test".as_ref(),
+        case.as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins().join("plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--expect".as_ref(),
+        changed.as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let diff = stdout(&out);
+    assert!(diff.contains("-      \"minor\": 7,"), "{diff}");
+    assert!(diff.contains("+      \"minor\": "), "{diff}");
+    assert!(stderr(&out).contains("differs from"), "{}", stderr(&out));
+}
+
+#[test]
+fn a_state_file_gives_the_container_its_id_and_the_bundle_argument_wins() {
+    let case = fixtures().join("nvidia/all");
+    let host = fake_host("nvidia");
+    let out = hookhost([
+        "test".as_ref(),
+        case.as_os_str(),
+        "--state".as_ref(),
+        case.join("state.json").as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins().join("plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--expect".as_ref(),
+        case.join("expected.json").as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn the_table_groups_requests_under_the_plugin() {
+    let host = fake_host("nvidia");
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("nvidia/uuid").as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins().join("plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let table = stdout(&out);
+    let first = table.lines().next().unwrap();
+    assert!(first.starts_with("nvidia: "), "{table}");
+    assert!(
+        table.contains("  device    /dev/nvidia1  c 195:1"),
+        "{table}"
+    );
+    assert!(
+        !table.contains("/dev/nvidia0 "),
+        "GPU 0 was not selected:\n{table}"
+    );
+    assert!(
+        table.contains("  ldconfig  /usr/lib/x86_64-linux-gnu"),
+        "{table}"
+    );
+}
+
+#[test]
+fn the_manifest_allow_list_is_what_the_policy_uses() {
+    // Narrowing the allow-list (as an administrator's override would) hides
+    // the libraries from the policy: the override is honoured, not bypassed.
+    let host = fake_host("nvidia");
+    let vendor = plugins().join("plugins.d");
+    let admin = tempfile::tempdir().unwrap();
+    let mut manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(&vendor).join("nvidia.json")).unwrap(),
+    )
+    .unwrap();
+    manifest["wasm"] = vendor.join("nvidia.wasm").to_str().unwrap().into();
+    let narrowed: Vec<serde_json::Value> = manifest["allow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| !p.as_str().unwrap().contains("/lib"))
+        .cloned()
+        .collect();
+    manifest["allow"] = narrowed.into();
+    std::fs::write(admin.path().join("nvidia.json"), manifest.to_string()).unwrap();
+
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("nvidia/all").as_os_str(),
+        "--plugins-dir".as_ref(),
+        vendor.as_os_str(),
+        "--plugins-dir".as_ref(),
+        admin.path().as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(!plan["devices"].as_array().unwrap().is_empty());
+    assert!(
+        plan["files"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|f| !f["host-path"].as_str().unwrap().contains("/lib")),
+        "{plan}"
+    );
+}

@@ -1,0 +1,155 @@
+//! The sandbox, proven with real misbehaving components built from
+//! `plugins/testing/`: each is stopped or refused with an error that names
+//! it, and its manifest's `on-error` decides whether the container fails.
+
+mod common;
+
+use common::*;
+
+/// Runs `hookhost test` on a plain bundle with one hostile plugin in `mode`.
+fn run_hostile(mode: &str, extra_manifest: &str) -> std::process::Output {
+    let manifest = format!(
+        r#"{{"activation": {{"always": true}}, "settings": {{"mode": "{mode}"}}{extra_manifest}}}"#
+    );
+    let plugins = plugin_dir("hostile", "hostile", &manifest);
+    let bundle = bundle(&config_with_env(&[]));
+    hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+        "--json".as_ref(),
+    ])
+}
+
+fn assert_fails_with(out: &std::process::Output, want: &str) {
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    let err = stderr(out);
+    assert!(
+        err.contains("plugin `hostile`"),
+        "the error names the plugin:\n{err}"
+    );
+    assert!(err.contains(want), "stderr lacks {want:?}:\n{err}");
+    assert!(out.stdout.is_empty(), "no plan is printed on failure");
+}
+
+#[test]
+fn a_plugin_that_loops_forever_is_stopped_at_its_time_limit() {
+    let out = run_hostile("loop", r#", "limits": {"time-ms": 200}"#);
+    assert_fails_with(&out, "exceeded its time limit of 200 ms");
+}
+
+#[test]
+fn a_plugin_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
+    let out = run_hostile("alloc", r#", "limits": {"memory-mib": 16}"#);
+    assert_fails_with(&out, "exceeded its memory limit of 16 MiB");
+}
+
+#[test]
+fn a_plugin_asking_outside_its_allow_list_is_refused_per_request() {
+    let out = run_hostile("escape", "");
+    assert_fails_with(&out, "/etc/shadow is not in this plugin's allow-list");
+    assert!(stderr(&out).contains("/dev/mem is not in this plugin's allow-list"));
+}
+
+#[test]
+fn a_plugin_that_traps_is_reported_as_trapped() {
+    let out = run_hostile("trap", "");
+    assert_fails_with(&out, "trapped");
+}
+
+#[test]
+fn on_error_skip_drops_the_failing_plugin_and_keeps_the_container() {
+    let out = run_hostile(
+        "loop",
+        r#", "limits": {"time-ms": 100}, "on-error": "skip""#,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(plan["devices"], serde_json::json!([]));
+    let err = stderr(&out);
+    assert!(err.contains("warning: skipped plugin `hostile`"), "{err}");
+    assert!(err.contains("time limit"), "{err}");
+}
+
+#[test]
+fn a_well_behaved_plugin_gives_an_empty_plan() {
+    let out = run_hostile("noop", "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(plan["files"].as_array().unwrap().is_empty());
+}
+
+#[test]
+fn a_component_for_another_wit_major_version_is_refused_by_name() {
+    let plugins = plugin_dir("future", "future", r#"{"activation": {"always": true}}"#);
+    let bundle = bundle(&config_with_env(&[]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("plugin `future`"), "{err}");
+    assert!(
+        err.contains("targets hookhost:policy@1.0.0, which this host does not speak"),
+        "{err}"
+    );
+}
+
+fn with_wasm_bytes(bytes: &[u8]) -> String {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("odd.wasm"), bytes).unwrap();
+    std::fs::write(
+        plugins.path().join("odd.json"),
+        r#"{"activation": {"always": true}}"#,
+    )
+    .unwrap();
+    let bundle = bundle(&config_with_env(&[]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    stderr(&out)
+}
+
+#[test]
+fn a_core_module_is_refused_as_not_a_component() {
+    // The smallest valid core module: magic and version 1.
+    let err = with_wasm_bytes(b"\0asm\x01\0\0\0");
+    assert!(err.contains("plugin `odd`"), "{err}");
+    assert!(
+        err.contains("is a core WebAssembly module, not a component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_file_that_is_not_wasm_is_refused() {
+    let err = with_wasm_bytes(b"#!/bin/sh\necho hi\n");
+    assert!(
+        err.contains("plugin `odd`") && err.contains("is not a WebAssembly component"),
+        "{err}"
+    );
+}
+
+#[test]
+fn wasi_gives_a_plugin_no_environment_arguments_or_files() {
+    let manifest = r#"{"activation": {"always": true}, "settings": {"mode": "wasi"}}"#;
+    let plugins = plugin_dir("hostile", "hostile", manifest);
+    let bundle = bundle(&config_with_env(&["SECRET=1"]));
+    // Run with an environment of its own, which a careless WasiCtx would pass on.
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .args(["test", "--no-cache", "--plugins-dir"])
+        .arg(plugins.path())
+        .arg(bundle.path())
+        .env("HOOKHOST_TEST_SECRET", "leak")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}

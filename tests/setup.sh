@@ -1,0 +1,28 @@
+# Sourced by tests/example.sh and tests/run.sh: installs what hookhost needs to
+# build and test on a fresh Debian machine with rustup (we run as root there).
+# Idempotent and quick when everything is already in place.
+
+need_root_for() {
+    if [[ $(id -u) -ne 0 ]]; then
+        echo "setup: $1 needs root (device nodes for the fake GPU hosts)" >&2
+        exit 1
+    fi
+}
+
+# The plugins are WebAssembly components: Rust's wasm32-wasip2 target makes
+# them directly.
+if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]]; then
+    rustup target add wasm32-wasip2
+fi
+
+# flock (util-linux) serialises plugin builds; mknod (coreutils) makes the
+# fake hosts' device nodes.
+missing=()
+command -v flock >/dev/null || missing+=(util-linux)
+command -v mknod >/dev/null || missing+=(coreutils)
+if ((${#missing[@]})); then
+    need_root_for "installing ${missing[*]}"
+    apt-get update
+    DEBIAN_FRONTEND=noninteractive apt-get install -y "${missing[@]}"
+fi
+need_root_for "the test fixtures"

@@ -28,6 +28,27 @@ fn assert_error(out: &std::process::Output, wants: &[&str]) {
     }
 }
 
+/// A plugin directory with one well-behaved plugin `h`.
+fn noop_plugin() -> tempfile::TempDir {
+    plugin_dir(
+        "h",
+        "hostile",
+        r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#,
+    )
+}
+
+/// `hookhost plugins compile` of the plugins in `plugins` into `cache`.
+fn compile_into(plugins: &Path, cache: &Path) -> std::process::Output {
+    hookhost([
+        "plugins".as_ref(),
+        "compile".as_ref(),
+        "--plugins-dir".as_ref(),
+        plugins.as_os_str(),
+        "--cache-dir".as_ref(),
+        cache.as_os_str(),
+    ])
+}
+
 #[test]
 fn a_missing_bundle_is_named() {
     let empty = tempfile::tempdir().unwrap();
@@ -114,11 +135,7 @@ fn a_manifest_with_a_bad_regex_is_named() {
 
 #[test]
 fn a_cache_writable_by_others_is_refused_and_nothing_is_written() {
-    let plugins = plugin_dir(
-        "h",
-        "hostile",
-        r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#,
-    );
+    let plugins = noop_plugin();
     let b = bundle(&config_with_env(&[]));
     let cache = tempfile::tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
@@ -141,22 +158,9 @@ fn a_cache_writable_by_others_is_refused_and_nothing_is_written() {
 
 #[test]
 fn the_cache_is_filled_once_and_then_reused() {
-    let plugins = plugin_dir(
-        "h",
-        "hostile",
-        r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#,
-    );
+    let plugins = noop_plugin();
     let cache = tempfile::tempdir().unwrap();
-    let compile = || {
-        hookhost([
-            "plugins".as_ref(),
-            "compile".as_ref(),
-            "--plugins-dir".as_ref(),
-            plugins.path().as_os_str(),
-            "--cache-dir".as_ref(),
-            cache.path().as_os_str(),
-        ])
-    };
+    let compile = || compile_into(plugins.path(), cache.path());
     let first = compile();
     assert!(first.status.success(), "{}", stderr(&first));
     assert!(
@@ -180,21 +184,9 @@ fn the_cache_is_filled_once_and_then_reused() {
 
 #[test]
 fn a_cache_entry_writable_by_others_is_refused() {
-    let plugins = plugin_dir(
-        "h",
-        "hostile",
-        r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#,
-    );
+    let plugins = noop_plugin();
     let cache = tempfile::tempdir().unwrap();
-    let args = [
-        "plugins".as_ref(),
-        "compile".as_ref(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ];
-    assert!(hookhost(args).status.success());
+    assert!(compile_into(plugins.path(), cache.path()).status.success());
     let entry = std::fs::read_dir(cache.path())
         .unwrap()
         .next()
@@ -202,7 +194,7 @@ fn a_cache_entry_writable_by_others_is_refused() {
         .unwrap()
         .path();
     std::fs::set_permissions(&entry, std::fs::Permissions::from_mode(0o666)).unwrap();
-    let out = hookhost(args);
+    let out = compile_into(plugins.path(), cache.path());
     assert_eq!(out.status.code(), Some(1));
     assert!(
         stderr(&out).contains("writable by group or others"),
@@ -249,42 +241,35 @@ fn plugins_list_shows_enabled_disabled_masked_and_activation() {
     assert!(line("nic", "masked"), "{text}");
 }
 
-#[test]
-fn plugins_check_runs_validate_settings_and_fails_on_bad_settings() {
-    let good = plugin_dir(
-        "h",
-        "hostile",
-        r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#,
-    );
-    let out = hookhost([
+/// `hookhost plugins check` of one hostile plugin with these settings.
+fn check_hostile(settings: &str) -> std::process::Output {
+    let manifest = format!(r#"{{"activation": {{"always": true}}, "settings": {settings}}}"#);
+    let dir = plugin_dir("h", "hostile", &manifest);
+    hookhost([
         "plugins".as_ref(),
         "check".as_ref(),
         "--plugins-dir".as_ref(),
-        good.path().as_os_str(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    assert!(
-        stdout(&out).starts_with("ok      h: hostile "),
-        "{}",
-        stdout(&out)
-    );
+        dir.path().as_os_str(),
+    ])
+}
 
-    let bad = plugin_dir(
-        "h",
-        "hostile",
-        r#"{"activation": {"always": true}, "settings": {"mode": "fly"}}"#,
-    );
-    let out = hookhost([
-        "plugins".as_ref(),
-        "check".as_ref(),
-        "--plugins-dir".as_ref(),
-        bad.path().as_os_str(),
-    ]);
+#[test]
+fn plugins_check_runs_validate_settings() {
+    let out = check_hostile(r#"{"mode": "noop"}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.starts_with("ok      h: hostile "), "{text}");
+}
+
+#[test]
+fn plugins_check_fails_on_settings_the_plugin_rejects() {
+    let out = check_hostile(r#"{"mode": "fly"}"#);
     assert_eq!(out.status.code(), Some(1));
     let text = stdout(&out);
     assert!(text.contains("FAILED  plugin `h`"), "{text}");
     assert!(text.contains("validate-settings failed"), "{text}");
     assert!(text.contains("fly"), "{text}");
+    assert!(stderr(&out).contains("1 plugin(s) failed the check"));
 }
 
 #[test]

@@ -40,6 +40,15 @@ fn a_plugin_that_loops_forever_is_stopped_at_its_time_limit() {
 }
 
 #[test]
+fn a_plugin_blocked_in_a_host_call_is_ended_by_the_watchdog() {
+    let out = run_hostile("sleep", r#", "limits": {"time-ms": 200}"#);
+    assert_fails_with(
+        &out,
+        "is stuck in `apply` past twice its time limit of 200 ms",
+    );
+}
+
+#[test]
 fn a_plugin_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
     let out = run_hostile("alloc", r#", "limits": {"memory-mib": 16}"#);
     assert_fails_with(&out, "exceeded its memory limit of 16 MiB");

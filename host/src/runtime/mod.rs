@@ -36,6 +36,7 @@ mod bindings {
     });
 }
 
+use bindings::exports::hookhost::policy::policy::Guest as Policy;
 pub use bindings::exports::hookhost::policy::policy::PluginInfo;
 
 /// The WIT package this host implements.
@@ -208,66 +209,25 @@ pub struct Applied {
 
 impl Instance<'_> {
     pub fn describe(&mut self) -> Result<PluginInfo, PluginError> {
-        let policy = self
-            .bindings
-            .as_ref()
-            .unwrap()
-            .hookhost_policy_policy()
-            .clone();
+        let policy = self.policy();
         self.guarded("describe", |store| policy.call_describe(store))
     }
 
     pub fn validate_settings(&mut self, settings: &str) -> Result<(), PluginError> {
-        let policy = self
-            .bindings
-            .as_ref()
-            .unwrap()
-            .hookhost_policy_policy()
-            .clone();
-        let verdict = self.guarded("validate-settings", |store| {
+        self.fallible("validate-settings", |policy, store| {
             policy.call_validate_settings(store, settings)
-        })?;
-        verdict.map_err(|message| {
-            self.fail(Failure::Refused {
-                call: "validate-settings",
-                message,
-            })
         })
     }
 
     pub fn devices(&mut self) -> Result<Vec<String>, PluginError> {
-        let policy = self
-            .bindings
-            .as_ref()
-            .unwrap()
-            .hookhost_policy_policy()
-            .clone();
-        let verdict = self.guarded("devices", |store| policy.call_devices(store))?;
-        verdict.map_err(|message| {
-            self.fail(Failure::Refused {
-                call: "devices",
-                message,
-            })
-        })
+        self.fallible("devices", |policy, store| policy.call_devices(store))
     }
 
     /// Runs the policy. On success the plugin's own plan (not yet merged with
     /// the others') and its log; on failure the log is still available
     /// through [`Instance::logs`].
     pub fn apply(&mut self) -> Result<Applied, PluginError> {
-        let policy = self
-            .bindings
-            .as_ref()
-            .unwrap()
-            .hookhost_policy_policy()
-            .clone();
-        let verdict = self.guarded("apply", |store| policy.call_apply(store))?;
-        verdict.map_err(|message| {
-            self.fail(Failure::Refused {
-                call: "apply",
-                message,
-            })
-        })?;
+        self.fallible("apply", |policy, store| policy.call_apply(store))?;
         let state = self.store.data_mut();
         Ok(Applied {
             plan: std::mem::take(&mut state.plan),
@@ -278,6 +238,25 @@ impl Instance<'_> {
     /// The plugin's log so far.
     pub fn logs(&mut self) -> Vec<LogLine> {
         std::mem::take(&mut self.store.data_mut().logs)
+    }
+
+    fn policy(&self) -> Policy {
+        self.bindings
+            .as_ref()
+            .expect("set by Runtime::instantiate")
+            .hookhost_policy_policy()
+            .clone()
+    }
+
+    /// A guarded call of an export whose `Err` is the plugin's own refusal.
+    fn fallible<T>(
+        &mut self,
+        call: &'static str,
+        f: impl FnOnce(&Policy, &mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
+    ) -> Result<T, PluginError> {
+        let policy = self.policy();
+        self.guarded(call, |store| f(&policy, store))?
+            .map_err(|message| self.fail(Failure::Refused { call, message }))
     }
 
     fn fail(&self, failure: Failure) -> PluginError {

@@ -2,6 +2,8 @@
 //! sandbox holds. Its manifest's settings pick the misbehaviour of `apply`:
 //!
 //! - `loop`: spins forever (the time limit must stop it);
+//! - `sleep`: sleeps for an hour, blocked inside a host call (WASI's clock),
+//!   where epochs cannot interrupt it: the host's watchdog must;
 //! - `alloc`: allocates without bound (the memory limit must stop it);
 //! - `escape`: asks for `/etc/shadow` and `/dev/mem`, and returns the host's
 //!   refusals as its error (a success is reported as a breach);
@@ -24,6 +26,7 @@ struct Settings {
 #[serde(rename_all = "kebab-case")]
 enum Mode {
     Loop,
+    Sleep,
     Alloc,
     Escape,
     Trap,
@@ -56,6 +59,10 @@ impl Policy for Hostile {
             Mode::Loop => loop {
                 std::hint::black_box(());
             },
+            Mode::Sleep => {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+                Ok(())
+            }
             Mode::Alloc => {
                 let mut hoard = Vec::new();
                 loop {

@@ -16,10 +16,15 @@ if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]]; then
 fi
 
 # flock (util-linux) serialises plugin builds; mknod (coreutils) makes the
-# fake hosts' device nodes.
+# fake hosts' device nodes; runc and a static busybox run the end-to-end
+# containers; cc builds a real shared library for the ldconfig test.
 missing=()
 command -v flock >/dev/null || missing+=(util-linux)
 command -v mknod >/dev/null || missing+=(coreutils)
+command -v runc >/dev/null || [[ -x /usr/sbin/runc ]] || missing+=(runc)
+dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
+    missing+=(busybox-static)
+command -v cc >/dev/null || missing+=(gcc)
 if ((${#missing[@]})); then
     need_root_for "installing ${missing[*]}"
     apt-get update

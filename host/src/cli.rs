@@ -11,6 +11,7 @@ use crate::config::{Inventory, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::dry_run;
 use crate::evaluate::{evaluate, Outcome, Status};
+use crate::executor;
 use crate::hostfs::HostFs;
 use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
 
@@ -61,6 +62,27 @@ enum Command {
     /// Inspect, check and precompile the installed plugins.
     #[command(subcommand)]
     Plugins(PluginsCommand),
+    /// Run as an OCI prestart hook: read the container's state on stdin, run
+    /// the active plugins and inject their plan into the starting container.
+    Prestart(HookArgs),
+    /// The same as `prestart`, as a createRuntime hook.
+    CreateRuntime(HookArgs),
+}
+
+#[derive(Debug, Args)]
+struct HookArgs {
+    /// Append one JSON line per container to FILE: its id, the stage, and
+    /// each action with its plugin, outcome and duration.
+    #[arg(long, value_name = "FILE")]
+    audit_log: Option<PathBuf>,
+
+    /// Write the audit line even when nothing was injected.
+    #[arg(long, requires = "audit_log")]
+    audit_always: bool,
+
+    /// The host's ldconfig, by absolute path (never the image's).
+    #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
+    ldconfig: PathBuf,
 }
 
 #[derive(Debug, Args)]
@@ -122,6 +144,8 @@ impl Cli {
             }
             Command::Plugins(PluginsCommand::Check { names }) => plugins_check(&global, &names),
             Command::Plugins(PluginsCommand::Compile { names }) => plugins_compile(&global, &names),
+            Command::Prestart(args) => hook(&global, args, Stage::Prestart),
+            Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
         }
     }
 }
@@ -213,6 +237,54 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
             dry_run::render(&evaluation.plan, &evaluation.outcomes)
         );
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The hook: evaluate, inject, audit. Runs with what runc gives a hook: no
+/// PATH, no HOME, no terminal; every failure is one line on stderr.
+fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCode> {
+    let start = std::time::Instant::now();
+    let state = OciState::read(None)?;
+    let bundle = state.bundle.clone();
+    let ctx = Arc::new(ContainerContext::load(&bundle, state, stage)?);
+    let inventory = global.inventory()?;
+    let runtime = global.runtime()?;
+    let audit = |actions: &[executor::Action], error: Option<String>| {
+        let Some(log) = &args.audit_log else { return };
+        let record = executor::AuditRecord {
+            container: &ctx.id,
+            stage,
+            ok: error.is_none(),
+            error,
+            micros: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
+            actions,
+        };
+        if let Err(e) = executor::audit(log, &record) {
+            eprintln!(
+                "hookhost: warning: cannot write the audit log {}: {e}",
+                log.display()
+            );
+        }
+    };
+    let evaluation = match evaluate(&runtime, &inventory, &ctx) {
+        Ok(evaluation) => evaluation,
+        Err(failed) => {
+            print_logs(&failed.outcomes, false);
+            audit(&[], Some(failed.error.to_string()));
+            return Err(failed.error.into());
+        }
+    };
+    print_logs(&evaluation.outcomes, false);
+    let plan = evaluation.plan;
+    if plan.is_empty() {
+        if args.audit_always {
+            audit(&[], None);
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (actions, result) = executor::inject(&plan, &ctx, runtime.host(), &args.ldconfig);
+    audit(&actions, result.as_ref().err().map(ToString::to_string));
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

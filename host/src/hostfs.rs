@@ -232,6 +232,48 @@ impl HostFs {
         Ok(buf)
     }
 
+    /// A detached bind mount of a host path (`open_tree`): what the executor
+    /// mounts into a container. The plan was checked against
+    /// the allow-list when it was made; the path is resolved under the host
+    /// root again here, never following its last component.
+    pub fn bind_source(&self, path: &str) -> Result<std::os::fd::OwnedFd, HostError> {
+        use rustix::mount::OpenTreeFlags;
+        let io = |e: String| HostError::Io {
+            path: path.into(),
+            message: e,
+        };
+        let handle = self
+            .root
+            .resolve_nofollow(path)
+            .map_err(|e| os_error(path, &e))?;
+        let tree = rustix::mount::open_tree(
+            &handle,
+            "",
+            OpenTreeFlags::OPEN_TREE_CLONE
+                | OpenTreeFlags::OPEN_TREE_CLOEXEC
+                | OpenTreeFlags::AT_EMPTY_PATH,
+        )
+        .map_err(|e| io(format!("open_tree: {e}")))?;
+        Ok(tree)
+    }
+
+    /// A host regular file opened for reading, with its permission bits:
+    /// the source of a copy.
+    pub fn open_source(&self, path: &str) -> Result<(std::fs::File, u32), HostError> {
+        let handle = self
+            .root
+            .resolve_nofollow(path)
+            .map_err(|e| os_error(path, &e))?;
+        let (kind, st) = file_kind(&handle, path)?;
+        if kind != FileKind::Regular {
+            return Err(invalid(path, "is not a regular file".into()));
+        }
+        let file = handle
+            .reopen(pathrs::flags::OpenFlags::O_RDONLY)
+            .map_err(|e| os_error(path, &e))?;
+        Ok((file, st.st_mode & 0o7777))
+    }
+
     /// Cleans `path` and checks it against the allow-list: the first step of
     /// every host look-up.
     pub fn check(&self, allow: &AllowList, path: &str) -> Result<PathBuf, HostError> {

@@ -13,6 +13,7 @@ pub mod config;
 pub mod context;
 pub mod dry_run;
 pub mod evaluate;
+pub mod executor;
 pub mod hostfs;
 pub mod plan;
 pub mod runtime;

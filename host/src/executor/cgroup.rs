@@ -1,0 +1,97 @@
+//! The container's device cgroup.
+//!
+//! cgroup v1: rules go to the container's `devices.allow` (and back out
+//! through `devices.deny`). cgroup v2 has no such files: the runtime's BPF
+//! device program would have to be replaced, which hookhost does not do;
+//! there it refuses plans with devices and says to use the runtime-shim or
+//! CDI path, where the runtime itself allows the devices.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use super::DeviceCgroup;
+
+/// The v1 devices cgroup directory of `pid`, found through
+/// `/proc/PID/cgroup` under the v1 `devices` hierarchy mounted at `mount`
+/// (normally `/sys/fs/cgroup/devices`).
+pub fn v1_devices_dir(proc_cgroup: &str, mount: &Path) -> Option<PathBuf> {
+    proc_cgroup.lines().find_map(|line| {
+        // hierarchy-id:controllers:path
+        let mut parts = line.splitn(3, ':');
+        let (_, controllers, path) = (parts.next()?, parts.next()?, parts.next()?);
+        controllers
+            .split(',')
+            .any(|c| c == "devices")
+            .then(|| mount.join(path.trim_start_matches('/')))
+    })
+}
+
+/// A v1 devices cgroup directory.
+pub struct V1 {
+    dir: PathBuf,
+}
+
+impl V1 {
+    /// The devices cgroup of the container whose init is `pid`, or an
+    /// explanation of why there is none.
+    pub fn of_pid(pid: i32) -> Result<Self, String> {
+        let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+            .map_err(|e| format!("reading /proc/{pid}/cgroup: {e}"))?;
+        let mount = Path::new("/sys/fs/cgroup/devices");
+        let dir = v1_devices_dir(&proc_cgroup, mount).ok_or_else(|| {
+            format!(
+                "process {pid} has no cgroup v1 devices controller (a cgroup v2 host?); \
+                 hookhost cannot allow devices from a hook there: use the runtime-shim or CDI \
+                 back end, where the runtime allows them"
+            )
+        })?;
+        if !dir.join("devices.allow").exists() {
+            return Err(format!(
+                "{} has no devices.allow: is the v1 devices hierarchy mounted at {}?",
+                dir.display(),
+                mount.display()
+            ));
+        }
+        Ok(V1 { dir })
+    }
+
+    fn write(&self, file: &str, rule: &str) -> Result<(), String> {
+        let path = self.dir.join(file);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .and_then(|mut f| f.write_all(rule.as_bytes()))
+            .map_err(|e| format!("writing `{rule}` to {}: {e}", path.display()))
+    }
+}
+
+impl DeviceCgroup for V1 {
+    fn allow(&mut self, rule: &str) -> Result<(), String> {
+        self.write("devices.allow", rule)
+    }
+
+    fn deny(&mut self, rule: &str) -> Result<(), String> {
+        self.write("devices.deny", rule)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_devices_hierarchy_among_the_controllers() {
+        let text = "12:pids:/user.slice\n5:devices:/system.slice/runc-abc.scope\n0::/init.scope\n";
+        assert_eq!(
+            v1_devices_dir(text, Path::new("/sys/fs/cgroup/devices")),
+            Some(PathBuf::from(
+                "/sys/fs/cgroup/devices/system.slice/runc-abc.scope"
+            ))
+        );
+    }
+
+    #[test]
+    fn a_v2_only_process_has_no_devices_hierarchy() {
+        assert_eq!(v1_devices_dir("0::/user.slice/x\n", Path::new("/m")), None);
+    }
+}

@@ -1,0 +1,316 @@
+//! The executor in real runc containers: hookhost runs as the prestart hook
+//! of a busybox container, with the NVIDIA policy and a fake GPU host, and
+//! what the container sees is the assertion.
+//!
+//! Needs root, runc and busybox-static (tests/setup.sh installs them). When
+//! `CI` is set a missing runtime fails the test; elsewhere it skips loudly.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::*;
+
+/// `runc` if it is installed; a failure in CI, a skip elsewhere.
+fn runc() -> Option<PathBuf> {
+    let found = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.exists());
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "runc is not installed; CI must run the end-to-end tests (apt-get install runc)"
+        );
+        eprintln!("SKIPPED: runc is not installed (apt-get install runc)");
+    }
+    found
+}
+
+/// A busybox bundle whose container runs `script` with `env`, hookhost as
+/// its prestart hook on the fake host `host`.
+struct Bundle {
+    dir: tempfile::TempDir,
+    audit: PathBuf,
+}
+
+impl Bundle {
+    fn new(host: &Path, env: &[&str], script: &str) -> Bundle {
+        let dir = tempfile::tempdir().unwrap();
+        let rootfs = dir.path().join("rootfs");
+        for dir in ["bin", "dev", "proc"] {
+            std::fs::create_dir_all(rootfs.join(dir)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
+            .expect("busybox-static is needed: apt-get install busybox-static");
+        for tool in ["sh", "ls", "cat", "readlink", "echo", "test", "stat"] {
+            std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
+        }
+        let audit = dir.path().join("audit.log");
+        let cache = dir.path().join("cache");
+        let mut env: Vec<String> = env.iter().map(|s| s.to_string()).collect();
+        env.push("PATH=/bin".into());
+        let hookhost = env!("CARGO_BIN_EXE_hookhost");
+        let config = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {
+                "user": {"uid": 0, "gid": 0},
+                "args": ["/bin/sh", "-c", script],
+                "env": env,
+                "cwd": "/",
+                "noNewPrivileges": true,
+            },
+            "hostname": "hookhost-test",
+            "mounts": [
+                {"destination": "/proc", "type": "proc", "source": "proc"},
+                {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
+                 "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            ],
+            "hooks": {"prestart": [{
+                "path": hookhost,
+                "args": ["hookhost",
+                         "--plugins-dir", plugins().join("plugins.d"),
+                         "--host-root", host,
+                         "--cache-dir", cache,
+                         "prestart", "--audit-log", &audit],
+                "env": [],
+            }]},
+            "linux": {
+                "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}, {"type": "uts"}],
+                "resources": {"devices": [{"allow": false, "access": "rwm"}]},
+            },
+        });
+        std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+        Bundle { dir, audit }
+    }
+
+    fn rootfs(&self) -> PathBuf {
+        self.dir.path().join("rootfs")
+    }
+
+    /// `runc run`: the container's output and whether it started.
+    fn run(&self, runc: &Path) -> (bool, String) {
+        let id = format!(
+            "hookhost-{}-{}",
+            std::process::id(),
+            self.dir
+                .path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .trim_start_matches('.')
+        );
+        let out = Command::new(runc)
+            .args(["run", "--bundle"])
+            .arg(self.dir.path())
+            .arg(&id)
+            .output()
+            .unwrap();
+        let _ = Command::new(runc).args(["delete", "--force", &id]).output();
+        let text = format!("{}{}", stdout(&out), stderr(&out));
+        (out.status.success(), text)
+    }
+}
+
+/// Every path under `dir`, with its kind: to show that nothing changed.
+fn snapshot(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let entry = entry.unwrap();
+            let kind = entry.file_type().unwrap();
+            out.push(format!("{} {:?}", entry.path().display(), kind));
+            if kind.is_dir() {
+                stack.push(entry.path());
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Replaces the fake host's libcuda with a real shared object (soname
+/// libcuda.so.1), so that ldconfig has an ELF file to put in the cache.
+fn real_libcuda(host: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("cuda.c"),
+        "int cuInit(unsigned f) { return (int)f; }\n",
+    )
+    .unwrap();
+    let lib = host.join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14");
+    let status = Command::new("cc")
+        .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
+        .arg(&lib)
+        .arg(dir.path().join("cuda.c"))
+        .status()
+        .expect("a C compiler (cc) builds the test's shared library");
+    assert!(status.success());
+}
+
+#[test]
+fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    real_libcuda(host.path());
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "stat -c '%n %t:%T' /dev/nvidia0 /dev/nvidiactl; \
+         cat /dev/nvidia0 2>&1; \
+         test -e /dev/nvidia1 && echo nvidia1-present; \
+         cat /etc/ld.so.conf.d/000-hookhost.conf; \
+         readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1; \
+         echo x 2>&1 > /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14 || echo write-refused; \
+         test -x /usr/bin/nvidia-smi && echo smi-present",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex.
+    assert!(out.contains("/dev/nvidia0 c3:0"), "{out}");
+    assert!(out.contains("/dev/nvidiactl c3:ff"), "{out}");
+    // ENXIO: the node exists and the device cgroup let the open through to
+    // a driver that is not there. EPERM would mean the cgroup denied it.
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(
+        !out.contains("nvidia1-present"),
+        "GPU 1 was not selected:\n{out}"
+    );
+    assert!(
+        out.contains("/usr/lib/x86_64-linux-gnu\n"),
+        "the ld.so.conf.d drop-in:\n{out}"
+    );
+    assert!(
+        out.contains("libcuda.so.550.54.14\n"),
+        "the soname link:\n{out}"
+    );
+    assert!(
+        out.contains("write-refused"),
+        "libraries are read-only:\n{out}"
+    );
+    assert!(out.contains("smi-present"), "{out}");
+
+    // The host's ldconfig wrote the container's cache, listing the library.
+    let cache = bundle.rootfs().join("etc/ld.so.cache");
+    let listed = Command::new("/sbin/ldconfig")
+        .arg("-p")
+        .arg("-C")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    let listed = stdout(&listed);
+    assert!(
+        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        "{listed}"
+    );
+
+    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
+    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ok"], true);
+    assert_eq!(record["stage"], "prestart");
+    let actions = record["actions"].as_array().unwrap();
+    assert!(actions.iter().any(|a| a["action"] == "mknod"
+        && a["path"] == "/dev/nvidia0"
+        && a["plugin"] == "nvidia"
+        && a["outcome"] == "done"));
+    assert!(actions
+        .iter()
+        .any(|a| a["action"] == "cgroup-allow" && a["path"] == "c 195:0 rwm"));
+}
+
+#[test]
+fn a_container_without_the_flag_gets_nothing_and_no_audit_line() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(host.path(), &[], "ls /dev");
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "{out}");
+    assert!(!out.contains("nvidia"), "{out}");
+    assert!(!bundle.audit.exists(), "nothing injected, nothing audited");
+}
+
+#[test]
+fn an_image_symlink_to_a_host_directory_is_resolved_inside_the_rootfs() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let outside = tempfile::tempdir().unwrap();
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    // The image's library directory is a link to a host path, absolute.
+    std::fs::create_dir_all(bundle.rootfs().join("usr/lib")).unwrap();
+    std::os::unix::fs::symlink(
+        outside.path(),
+        bundle.rootfs().join("usr/lib/x86_64-linux-gnu"),
+    )
+    .unwrap();
+    let (host_before, rootfs_before) = (snapshot(outside.path()), snapshot(&bundle.rootfs()));
+    let (ok, out) = bundle.run(&runc);
+    assert_eq!(
+        snapshot(outside.path()),
+        host_before,
+        "the host directory was changed:\n{out}"
+    );
+    // In the rootfs the link dangles (<rootfs><outside> does not exist), so
+    // the libraries cannot be placed: a clean failure, all undone.
+    assert!(!ok, "{out}");
+    assert!(out.contains("/usr/lib/x86_64-linux-gnu"), "{out}");
+    assert_eq!(snapshot(&bundle.rootfs()), rootfs_before, "{out}");
+}
+
+#[test]
+fn an_image_symlink_with_dotdot_cannot_climb_out() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let outside = tempfile::tempdir().unwrap();
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    // usr/bin -> ../../../../../../<outside>: relative, climbing past the root.
+    std::fs::create_dir_all(bundle.rootfs().join("usr")).unwrap();
+    let climb = format!("../../../../../../../..{}", outside.path().display());
+    std::os::unix::fs::symlink(&climb, bundle.rootfs().join("usr/bin")).unwrap();
+    let (host_before, rootfs_before) = (snapshot(outside.path()), snapshot(&bundle.rootfs()));
+    let (ok, out) = bundle.run(&runc);
+    assert_eq!(
+        snapshot(outside.path()),
+        host_before,
+        "the host directory was changed:\n{out}"
+    );
+    assert!(
+        !ok,
+        "the binaries cannot be placed through a dangling link:\n{out}"
+    );
+    assert_eq!(snapshot(&bundle.rootfs()), rootfs_before, "{out}");
+}
+
+#[test]
+fn a_failure_mid_plan_leaves_nothing_behind() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    // The image has a symlink where nvidia-smi must go: the bind of the
+    // binaries fails after the devices, libraries and links before it.
+    std::fs::create_dir_all(bundle.rootfs().join("usr/bin")).unwrap();
+    std::os::unix::fs::symlink("/bin/busybox", bundle.rootfs().join("usr/bin/nvidia-smi")).unwrap();
+    let before = snapshot(&bundle.rootfs());
+    let (ok, out) = bundle.run(&runc);
+    assert!(!ok, "the hook must fail:\n{out}");
+    assert!(
+        out.contains("plugin `nvidia`: bind /usr/bin/nvidia-smi"),
+        "{out}"
+    );
+    assert_eq!(
+        snapshot(&bundle.rootfs()),
+        before,
+        "the rootfs was left changed:\n{out}"
+    );
+    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
+    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ok"], false);
+    let actions = record["actions"].as_array().unwrap();
+    assert!(actions.iter().all(|a| a["outcome"] != "done"), "{record}");
+    assert!(actions
+        .iter()
+        .any(|a| a["action"] == "cgroup-allow" && a["outcome"] == "undone"));
+}

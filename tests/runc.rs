@@ -314,3 +314,27 @@ fn a_failure_mid_plan_leaves_nothing_behind() {
         .iter()
         .any(|a| a["action"] == "cgroup-allow" && a["outcome"] == "undone"));
 }
+
+#[test]
+fn a_read_only_rootfs_still_gets_its_devices_and_files() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "test -c /dev/nvidia0 && echo node-present; \
+         test -f /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14 && echo lib-present; \
+         echo x 2>/dev/null > /new-file || echo rootfs-read-only",
+    );
+    // runc makes the rootfs read-only after the prestart hooks have run.
+    let config_path = bundle.dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    config["root"]["readonly"] = true.into();
+    std::fs::write(&config_path, config.to_string()).unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "{out}");
+    for want in ["node-present", "lib-present", "rootfs-read-only"] {
+        assert!(out.contains(want), "{want}:\n{out}");
+    }
+}

@@ -338,3 +338,79 @@ fn a_read_only_rootfs_still_gets_its_devices_and_files() {
         assert!(out.contains(want), "{want}:\n{out}");
     }
 }
+
+/// Runs the GPU container with `link` in the image pointing at `target`
+/// (`{outside}` is replaced by a host directory outside the rootfs), and
+/// asserts that the host directory is untouched and that the hook either
+/// succeeded or failed leaving the rootfs as it was.
+fn hostile_link(link: &str, target: &str) {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::write(outside.path().join("canary"), "host file").unwrap();
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    let at = bundle.rootfs().join(link.trim_start_matches('/'));
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    let target = target.replace("{outside}", &outside.path().display().to_string());
+    std::os::unix::fs::symlink(&target, &at).unwrap();
+
+    let (host_before, rootfs_before) = (snapshot(outside.path()), snapshot(&bundle.rootfs()));
+    let (ok, out) = bundle.run(&runc);
+    assert_eq!(
+        snapshot(outside.path()),
+        host_before,
+        "{link} -> {target}: the host directory was changed:\n{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(outside.path().join("canary")).unwrap(),
+        "host file"
+    );
+    if !ok {
+        assert!(out.contains("hookhost: "), "{out}");
+        assert_eq!(snapshot(&bundle.rootfs()), rootfs_before, "{link}: {out}");
+    }
+}
+
+#[test]
+fn image_ld_so_conf_d_linked_to_a_host_directory() {
+    hostile_link("/etc/ld.so.conf.d", "{outside}");
+}
+
+#[test]
+fn image_usr_linked_to_a_host_directory_several_levels_up() {
+    hostile_link("/usr", "{outside}");
+}
+
+#[test]
+fn image_etc_linked_out_with_dotdot() {
+    hostile_link("/etc", "../../../../../../../..{outside}");
+}
+
+#[test]
+fn image_library_file_linked_to_a_host_file() {
+    hostile_link("/usr/lib/x86_64-linux-gnu/libcuda.so.1", "{outside}/canary");
+}
+
+#[test]
+fn an_existing_image_file_at_a_target_is_covered_read_only() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "cat /usr/bin/nvidia-smi",
+    );
+    std::fs::create_dir_all(bundle.rootfs().join("usr/bin")).unwrap();
+    std::fs::write(bundle.rootfs().join("usr/bin/nvidia-smi"), "image's own\n").unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "{out}");
+    assert!(
+        !out.contains("image's own"),
+        "the host's binary is bound over it:\n{out}"
+    );
+    // The image's file is intact underneath.
+    assert_eq!(
+        std::fs::read_to_string(bundle.rootfs().join("usr/bin/nvidia-smi")).unwrap(),
+        "image's own\n"
+    );
+}

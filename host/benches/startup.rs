@@ -1,0 +1,356 @@
+//! Start-up benchmark: the whole-process time of a hook, since a hook is a
+//! process that runc starts once per container. Each scenario spawns a
+//! process and waits for it; the table gives the median and p90 wall time in
+//! ms and the ratio of each median to the native floor's.
+//!
+//! Scenarios:
+//! - spawn floor: `/bin/true`, what starting any process costs here;
+//! - native floor: `examples/native_floor.rs`, a plain Rust program that
+//!   reads and parses the same state.json and config.json, then exits;
+//! - `hookhost --version`: starting the hookhost binary at all;
+//! - `hookhost prestart` (the state on stdin, as runc gives it) with no
+//!   plugin: the fixed cost of the hook (context, inventory, cache, engine,
+//!   linker, epoch thread);
+//! - `hookhost prestart` with 3 plugins that each produce an empty plan, so
+//!   that nothing is injected, cache warm: the hook's own cost;
+//! - `hookhost test --json` with the same 3 plugins: the dry run;
+//! - `hookhost test` with the NVIDIA plugin on a fake host (full plan);
+//! - first use of a new plugin: `hookhost prestart` with 1 plugin and an
+//!   empty cache on every run, so each run compiles the component and
+//!   writes the cache entry.
+//!
+//! It measures what the build left in the target directory and builds
+//! nothing itself. Run, from the repository root:
+//!
+//!     cargo build --release --bins --examples && bash plugins/build.sh \
+//!         && cargo bench --bench startup
+//!
+//! `HOOKHOST_BENCH_RUNS` sets the number of measured runs per scenario
+//! (default 200; a tenth as many warm-up runs come first). Scenarios run in
+//! turn within each round, so a change of machine load touches all alike;
+//! the CPU time that other processes took meanwhile is printed, since a busy
+//! machine makes the figures meaningless.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Instant;
+
+use tempfile::TempDir;
+
+/// The manifest of each empty-plan plugin: the hostile test component in
+/// its `noop` mode, active for every container.
+const NOOP_MANIFEST: &str = r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#;
+
+// The scenarios that the summary compares.
+const FLOOR: &str = "native floor (parse state + config.json)";
+const ZERO: &str = "hookhost prestart, 0 plugins";
+const THREE: &str = "hookhost prestart, 3 plugins, empty plans";
+
+/// One way of starting a process, and its measured times.
+struct Scenario {
+    label: &'static str,
+    /// Makes the command of one run. The directory it may return (a fresh
+    /// cache) is kept until the run has ended, and removed untimed.
+    command: Box<dyn Fn() -> (Command, Option<TempDir>)>,
+    times_ms: Vec<f64>,
+}
+
+fn scenario(
+    label: &'static str,
+    command: impl Fn() -> (Command, Option<TempDir>) + 'static,
+) -> Scenario {
+    Scenario {
+        label,
+        command: Box::new(command),
+        times_ms: Vec::new(),
+    }
+}
+
+fn main() {
+    let runs: usize = match std::env::var("HOOKHOST_BENCH_RUNS") {
+        Ok(v) => v.parse().expect("HOOKHOST_BENCH_RUNS must be a number"),
+        Err(_) => 200,
+    };
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+    // Cargo builds the binary for benchmarks, with the release settings.
+    let hookhost = PathBuf::from(env!("CARGO_BIN_EXE_hookhost"));
+    let floor = hookhost.with_file_name("examples").join("native_floor");
+    let plugins = repo.join("target/hookhost");
+    let hostile = plugins.join("test-plugins/hostile.wasm");
+    let nvidia = plugins.join("plugins.d");
+    require(&floor, "cargo build --release --examples");
+    require(&hostile, "bash plugins/build.sh");
+    require(&nvidia.join("nvidia.wasm"), "bash plugins/build.sh");
+
+    // The fixture's bundle, and a state naming it as runc would.
+    let fixture = repo.join("tests/fixtures/nvidia/all");
+    let state_dir = tempfile::tempdir().unwrap();
+    let state = state_dir.path().join("state.json");
+    let state_json = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "id": "hookhost-bench",
+        "status": "creating",
+        "pid": 0,
+        "bundle": fixture,
+    });
+    std::fs::write(&state, state_json.to_string()).unwrap();
+
+    // Three empty-plan plugins, a/b/c, and one, x, for the first-use runs.
+    let three = tempfile::tempdir().unwrap();
+    for name in ["a", "b", "c"] {
+        install_noop(&hostile, three.path(), name);
+    }
+    let one = tempfile::tempdir().unwrap();
+    install_noop(&hostile, one.path(), "x");
+    let empty = tempfile::tempdir().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    // The NVIDIA plugin needs a fake host with device nodes: root only.
+    let fake_host = tempfile::tempdir().unwrap();
+    let have_fake_host = Command::new("bash")
+        .arg(repo.join("tests/fixtures/make-host.sh"))
+        .arg("nvidia")
+        .arg(fake_host.path())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap()
+        .success();
+
+    // `hookhost prestart`, with the state on stdin.
+    let prestart = {
+        let (hookhost, state) = (hookhost.clone(), state.clone());
+        move |plugins_dir: &Path, cache_dir: &Path| {
+            let mut cmd = Command::new(&hookhost);
+            cmd.arg("prestart")
+                .arg("--plugins-dir")
+                .arg(plugins_dir)
+                .arg("--cache-dir")
+                .arg(cache_dir)
+                .stdin(std::fs::File::open(&state).unwrap());
+            cmd
+        }
+    };
+    // `hookhost test` of the fixture bundle, with the plan on stdout.
+    let test = {
+        let (hookhost, fixture, state) = (hookhost.clone(), fixture.clone(), state.clone());
+        move |plugins_dir: &Path, cache_dir: &Path| {
+            let mut cmd = Command::new(&hookhost);
+            cmd.arg("test")
+                .arg(&fixture)
+                .arg("--state")
+                .arg(&state)
+                .arg("--json")
+                .arg("--plugins-dir")
+                .arg(plugins_dir)
+                .arg("--cache-dir")
+                .arg(cache_dir);
+            cmd
+        }
+    };
+    let cache_dir = cache.path().to_owned();
+
+    let mut scenarios = vec![
+        scenario("spawn floor (/bin/true)", || {
+            (Command::new("/bin/true"), None)
+        }),
+        scenario(FLOOR, {
+            let (floor, state, fixture) = (floor.clone(), state.clone(), fixture.clone());
+            move || {
+                let mut cmd = Command::new(&floor);
+                cmd.arg(&state).arg(&fixture);
+                (cmd, None)
+            }
+        }),
+        scenario("hookhost --version", {
+            let hookhost = hookhost.clone();
+            move || {
+                let mut cmd = Command::new(&hookhost);
+                cmd.arg("--version");
+                (cmd, None)
+            }
+        }),
+        scenario(ZERO, {
+            let (prestart, empty, cache) =
+                (prestart.clone(), empty.path().to_owned(), cache_dir.clone());
+            move || (prestart(&empty, &cache), None)
+        }),
+        scenario(THREE, {
+            let (prestart, three, cache) =
+                (prestart.clone(), three.path().to_owned(), cache_dir.clone());
+            move || (prestart(&three, &cache), None)
+        }),
+        scenario("hookhost test --json, 3 plugins, empty plans", {
+            let (test, three, cache) = (test.clone(), three.path().to_owned(), cache_dir.clone());
+            move || (test(&three, &cache), None)
+        }),
+    ];
+    if have_fake_host {
+        let (test, nvidia, cache) = (test.clone(), nvidia.clone(), cache_dir.clone());
+        let host_root = fake_host.path().to_owned();
+        scenarios.push(scenario(
+            "hookhost test, nvidia plugin, full plan",
+            move || {
+                let mut cmd = test(&nvidia, &cache);
+                cmd.arg("--host-root").arg(&host_root);
+                (cmd, None)
+            },
+        ));
+    } else {
+        println!("skipped: the NVIDIA scenario (its fake host needs root for mknod)");
+    }
+    scenarios.push(scenario("first use: prestart, 1 plugin, empty cache", {
+        let one = one.path().to_owned();
+        move || {
+            let fresh = tempfile::tempdir().unwrap();
+            (prestart(&one, fresh.path()), Some(fresh))
+        }
+    }));
+
+    // Fill the shared cache, as `hookhost plugins compile` does at install.
+    for dir in [three.path(), nvidia.as_path()] {
+        let out = Command::new(&hookhost)
+            .arg("plugins")
+            .arg("compile")
+            .arg("--plugins-dir")
+            .arg(dir)
+            .arg("--cache-dir")
+            .arg(&cache_dir)
+            .output()
+            .unwrap();
+        check(&out, "hookhost plugins compile");
+    }
+
+    // Each scenario once, checked: it succeeds, and the three plugins make
+    // the plan that no plugin makes.
+    for scenario in &scenarios {
+        let (mut cmd, _fresh) = (scenario.command)();
+        check(&cmd.env_clear().output().unwrap(), scenario.label);
+    }
+    let plan = |dir| test(dir, &cache_dir).output().unwrap().stdout;
+    assert_eq!(
+        plan(empty.path()),
+        plan(three.path()),
+        "the 3 noop plugins made a non-empty plan"
+    );
+
+    let (busy_before, own_before) = cpu_ticks();
+    let measuring = Instant::now();
+    let warm_up = (runs / 10).max(1);
+    for round in 0..warm_up + runs {
+        for scenario in &mut scenarios {
+            let (mut cmd, fresh) = (scenario.command)();
+            // As under runc: no environment; output is not part of the cost.
+            cmd.env_clear().stdout(Stdio::null()).stderr(Stdio::null());
+            let start = Instant::now();
+            let status = cmd.status().unwrap();
+            let elapsed = start.elapsed();
+            drop(fresh);
+            assert!(status.success(), "{}: {status}", scenario.label);
+            if round >= warm_up {
+                scenario.times_ms.push(elapsed.as_secs_f64() * 1e3);
+            }
+        }
+    }
+    let (busy_after, own_after) = cpu_ticks();
+    // Linux counts CPU time in ticks of 10 ms.
+    let others = (busy_after - busy_before).saturating_sub(own_after - own_before) as f64
+        / 100.0
+        / measuring.elapsed().as_secs_f64();
+
+    println!(
+        "hookhost start-up: {runs} runs per scenario after {warm_up} warm-up; wall time in ms"
+    );
+    println!("binary: {}", hookhost.display());
+    println!(
+        "CPU taken by other processes meanwhile: {:.0}% of one core (of {})",
+        others * 100.0,
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
+    println!();
+    println!(
+        "{:<42} {:>8} {:>8} {:>9}",
+        "scenario", "median", "p90", "x floor"
+    );
+    let medians: HashMap<&str, f64> = scenarios
+        .iter_mut()
+        .map(|s| (s.label, median(&mut s.times_ms)))
+        .collect();
+    for scenario in &scenarios {
+        let med = medians[scenario.label];
+        println!(
+            "{:<42} {med:>8.3} {:>8.3} {:>8.2}x",
+            scenario.label,
+            percentile(&scenario.times_ms, 0.9),
+            med / medians[FLOOR]
+        );
+    }
+    println!();
+    println!(
+        "fixed cost over the native floor (0 plugins - floor): {:.3} ms",
+        medians[ZERO] - medians[FLOOR]
+    );
+    println!(
+        "per plugin (3 plugins - 0 plugins, / 3): {:.3} ms",
+        (medians[THREE] - medians[ZERO]) / 3.0
+    );
+}
+
+/// Copies the hostile component into `dir` as NAME.wasm, with a noop manifest.
+fn install_noop(hostile: &Path, dir: &Path, name: &str) {
+    std::fs::copy(hostile, dir.join(format!("{name}.wasm"))).unwrap();
+    std::fs::write(dir.join(format!("{name}.json")), NOOP_MANIFEST).unwrap();
+}
+
+fn require(path: &Path, how: &str) {
+    if !path.exists() {
+        eprintln!(
+            "startup bench: {} is missing; run `{how}` first (see the top of benches/startup.rs)",
+            path.display()
+        );
+        std::process::exit(1);
+    }
+}
+
+fn check(out: &std::process::Output, what: &str) {
+    assert!(
+        out.status.success(),
+        "{what} failed ({}): {}",
+        out.status,
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Sorts `times` and returns their median.
+fn median(times: &mut [f64]) -> f64 {
+    times.sort_by(f64::total_cmp);
+    let n = times.len();
+    (times[(n - 1) / 2] + times[n / 2]) / 2.0
+}
+
+/// The `q` quantile of sorted `times` (nearest rank).
+fn percentile(times: &[f64], q: f64) -> f64 {
+    let rank = (q * times.len() as f64).ceil() as usize;
+    times[rank.clamp(1, times.len()) - 1]
+}
+
+/// CPU time in clock ticks: that of the whole machine, and that of this
+/// process with the children it has waited for.
+fn cpu_ticks() -> (u64, u64) {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap();
+    // "cpu  user nice system idle iowait irq softirq steal ..."
+    let all: Vec<u64> = stat.lines().next().unwrap()[3..]
+        .split_whitespace()
+        .map(|n| n.parse().unwrap())
+        .collect();
+    let busy = all[0] + all[1] + all[2] + all[5] + all[6] + all[7];
+    // After the command name, "(...)", comes field 3; utime, stime, cutime
+    // and cstime are fields 14 to 17.
+    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let own: u64 = me[me.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .skip(11)
+        .take(4)
+        .map(|n| n.parse::<u64>().unwrap())
+        .sum();
+    (busy, own)
+}

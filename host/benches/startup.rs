@@ -179,7 +179,7 @@ fn main() {
                 (prestart.clone(), three.path().to_owned(), cache_dir.clone());
             move || (prestart(&three, &cache), None)
         }),
-        scenario("hookhost test --json, 3 plugins, empty plans", {
+        scenario("hookhost test --json, the same 3 plugins", {
             let (test, three, cache) = (test.clone(), three.path().to_owned(), cache_dir.clone());
             move || (test(&three, &cache), None)
         }),

@@ -341,6 +341,7 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> 
 struct Ticker {
     stop: Arc<AtomicBool>,
     watched: Arc<Mutex<Option<Watched>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 struct Watched {
@@ -363,7 +364,7 @@ impl Ticker {
     fn start(engine: Engine) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Option<Watched>>> = Arc::default();
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("hookhost-epoch".into())
             .spawn({
                 let (stop, watched) = (stop.clone(), watched.clone());
@@ -384,7 +385,11 @@ impl Ticker {
                 }
             })
             .expect("spawning the epoch thread");
-        Ticker { stop, watched }
+        Ticker {
+            stop,
+            watched,
+            thread: Some(thread),
+        }
     }
 
     fn watch(&self, plugin: &str, call: &'static str, limit_ms: u64) -> Watch<'_> {
@@ -399,12 +404,11 @@ impl Ticker {
 }
 
 impl Drop for Ticker {
-    /// Stops the thread at its next tick, without waiting for it: a join
-    /// costs a wake-up on the other CPU, a measurable part of a hook's run
-    /// (docs/benchmarks.md), and the thread holds nothing but its clones of
-    /// the engine and of these flags.
     fn drop(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
     }
 }
 

@@ -34,8 +34,36 @@ install_file() {
     }
 }
 
-install_file "$built/hookhost_nvidia.wasm" "$out/plugins.d/nvidia.wasm"
-install_file "$repo/plugins/nvidia/nvidia.json" "$out/plugins.d/nvidia.json"
+# A vendor plugin is a directory plugins/NAME/ holding the crate
+# `hookhost-NAME` and its manifest NAME.json.
+for manifest in "$repo"/plugins/*/*.json; do
+    name=$(basename "$manifest" .json)
+    [[ $(basename "$(dirname "$manifest")") == "$name" ]] || continue
+    [[ -f $(dirname "$manifest")/Cargo.toml ]] || continue
+    install_file "$built/hookhost_${name//-/_}.wasm" "$out/plugins.d/$name.wasm"
+    install_file "$manifest" "$out/plugins.d/$name.json"
+done
+# A Python plugin is a directory plugins/NAME/ holding app.py and NAME.json;
+# componentize-py (tests/setup.sh installs it) makes the component. It takes
+# half a minute, so it runs only when the sources are newer than the output.
+componentize_py=${COMPONENTIZE_PY:-$repo/target/componentize-py/bin/componentize-py}
+mkdir -p "$repo/plugins/target/python"
+for app in "$repo"/plugins/*/app.py; do
+    dir=$(dirname "$app")
+    name=$(basename "$dir")
+    wasm=$repo/plugins/target/python/$name.wasm
+    if [[ ! -f $wasm || $app -nt $wasm || $repo/wit/policy.wit -nt $wasm ]]; then
+        if [[ ! -x $componentize_py ]]; then
+            echo "build.sh: $componentize_py not found; it builds plugins/$name (run tests/setup.sh, or set COMPONENTIZE_PY)" >&2
+            exit 1
+        fi
+        "$componentize_py" --quiet -d "$repo/wit" -w plugin componentize -p "$dir" app -o "$wasm.tmp"
+        mv -f "$wasm.tmp" "$wasm"
+    fi
+    install_file "$wasm" "$out/plugins.d/$name.wasm"
+    install_file "$dir/$name.json" "$out/plugins.d/$name.json"
+done
+
 for test_plugin in hostile future; do
     install_file "$built/hookhost_$test_plugin.wasm" "$out/test-plugins/$test_plugin.wasm"
 done

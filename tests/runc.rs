@@ -5,12 +5,10 @@
 //! Needs root, runc and busybox-static (tests/setup.sh installs them). When
 //! `CI` is set a missing runtime fails the test; elsewhere it skips loudly.
 
-mod common;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::*;
+use crate::common::*;
 
 /// `runc` if it is installed; a failure in CI, a skip elsewhere.
 fn runc() -> Option<PathBuf> {
@@ -36,7 +34,12 @@ struct Bundle {
 }
 
 impl Bundle {
+    /// With the installed vendor plugins.
     fn new(host: &Path, env: &[&str], script: &str) -> Bundle {
+        Bundle::with_plugins(&plugins().join("plugins.d"), host, env, script)
+    }
+
+    fn with_plugins(plugins_dir: &Path, host: &Path, env: &[&str], script: &str) -> Bundle {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         for dir in ["bin", "dev", "proc"] {
@@ -71,7 +74,7 @@ impl Bundle {
             "hooks": {"prestart": [{
                 "path": hookhost,
                 "args": ["hookhost",
-                         "--plugins-dir", plugins().join("plugins.d"),
+                         "--plugins-dir", plugins_dir,
                          "--host-root", host,
                          "--cache-dir", cache,
                          "prestart", "--audit-log", &audit],
@@ -132,30 +135,47 @@ fn snapshot(dir: &Path) -> Vec<String> {
     out
 }
 
-/// Replaces the fake host's libcuda with a real shared object (soname
-/// libcuda.so.1), so that ldconfig has an ELF file to put in the cache.
-fn real_libcuda(host: &Path) {
+/// Replaces a fake host's placeholder library `lib` with a real shared
+/// object of that soname, so that ldconfig has an ELF file to put in the
+/// cache.
+fn real_library(lib: &Path, soname: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
-        dir.path().join("cuda.c"),
-        "int cuInit(unsigned f) { return (int)f; }\n",
+        dir.path().join("lib.c"),
+        "int hookhost_test(unsigned f) { return (int)f; }\n",
     )
     .unwrap();
-    let lib = host.join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14");
     let status = Command::new("cc")
-        .args(["-shared", "-fPIC", "-Wl,-soname,libcuda.so.1", "-o"])
-        .arg(&lib)
-        .arg(dir.path().join("cuda.c"))
+        .args(["-shared", "-fPIC", &format!("-Wl,-soname,{soname}"), "-o"])
+        .arg(lib)
+        .arg(dir.path().join("lib.c"))
         .status()
         .expect("a C compiler (cc) builds the test's shared library");
     assert!(status.success());
+}
+
+/// What the host's ldconfig finds in the container's linker cache.
+fn cache_listing(bundle: &Bundle) -> String {
+    let cache = bundle.rootfs().join("etc/ld.so.cache");
+    let listed = Command::new("/sbin/ldconfig")
+        .arg("-p")
+        .arg("-C")
+        .arg(&cache)
+        .output()
+        .unwrap();
+    stdout(&listed)
 }
 
 #[test]
 fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");
-    real_libcuda(host.path());
+    real_library(
+        &host
+            .path()
+            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
     let bundle = Bundle::new(
         host.path(),
         &["NVIDIA_VISIBLE_DEVICES=0"],
@@ -195,14 +215,7 @@ fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     assert!(out.contains("smi-present"), "{out}");
 
     // The host's ldconfig wrote the container's cache, listing the library.
-    let cache = bundle.rootfs().join("etc/ld.so.cache");
-    let listed = Command::new("/sbin/ldconfig")
-        .arg("-p")
-        .arg("-C")
-        .arg(&cache)
-        .output()
-        .unwrap();
-    let listed = stdout(&listed);
+    let listed = cache_listing(&bundle);
     assert!(
         listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
         "{listed}"
@@ -412,5 +425,90 @@ fn an_existing_image_file_at_a_target_is_covered_read_only() {
     assert_eq!(
         std::fs::read_to_string(bundle.rootfs().join("usr/bin/nvidia-smi")).unwrap(),
         "image's own\n"
+    );
+}
+
+#[test]
+fn the_seed_onload_config_runs_as_a_static_policy_in_a_runc_container() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("seed-onload");
+    real_library(&host.path().join("usr/lib64/libonload.so"), "libonload.so");
+    let bundle = Bundle::with_plugins(
+        &fixtures().join("seed/plugins.d"),
+        host.path(),
+        &["OCI_SOLARFLARE=1"],
+        "stat -c '%n %t:%T' /dev/onload /dev/onload_epoll /dev/sfc_char; \
+         cat /dev/onload 2>&1; cat /dev/sfc_char 2>&1; \
+         test -x /usr/bin/onload && test -x /usr/bin/sfnt-pingpong && \
+             test -x /usr/sbin/onload_tool && echo binaries-present; \
+         cat /usr/libexec/onload/profiles/latency.opf; \
+         test -e /usr/libexec/onload/profiles/throughput.opf && echo unlisted-present; \
+         stat -c 'profiles %a' /usr/libexec/onload/profiles; \
+         readlink /usr/lib64/libonload_ext.so; \
+         echo x 2>&1 > /usr/lib64/libonload.so || echo write-refused",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex: 241 = f1, 242 = f2.
+    assert!(out.contains("/dev/onload f1:0"), "{out}");
+    assert!(out.contains("/dev/onload_epoll f1:1"), "{out}");
+    assert!(out.contains("/dev/sfc_char f2:0"), "{out}");
+    // ENXIO for both: the device cgroup allowed the nodes (EPERM would mean
+    // it denied them); there is no driver behind the fake majors.
+    assert_eq!(out.matches("No such device or address").count(), 2, "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("binaries-present"), "{out}");
+    assert!(out.contains("onload_set EF_POLL_USEC 100000"), "{out}");
+    assert!(!out.contains("unlisted-present"), "{out}");
+    assert!(out.contains("profiles 755"), "the listed directory:\n{out}");
+    assert!(out.contains("libonload_ext.so.2.0.0\n"), "{out}");
+    assert!(out.contains("write-refused"), "read-only binds:\n{out}");
+    let listed = cache_listing(&bundle);
+    assert!(
+        listed.contains("libonload.so (libc6,x86-64) => /usr/lib64/libonload.so"),
+        "{listed}"
+    );
+}
+
+#[test]
+fn the_onload_policy_gives_a_runc_container_its_devices_libraries_and_tools() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("onload");
+    real_library(&host.path().join("usr/lib64/libonload.so"), "libonload.so");
+    let bundle = Bundle::new(
+        host.path(),
+        &["OCI_SOLARFLARE=1"],
+        "stat -c '%n %t:%T' /dev/onload /dev/onload_epoll /dev/sfc_char; \
+         cat /dev/onload 2>&1; cat /dev/onload_epoll 2>&1; \
+         test -x /usr/bin/onload && test -x /usr/sbin/onload_tool && \
+             test -x /usr/bin/onload_stackdump && echo tools-present; \
+         test -e /usr/bin/onload_fuser && echo unlisted-present; \
+         test -e /usr/libexec/onload/profiles/latency.opf && echo profile-present; \
+         readlink /opt/onload/usr/lib64/libonload_ext.so.1; \
+         cat /etc/ld.so.conf.d/000-hookhost.conf; \
+         echo x 2>&1 > /opt/onload/usr/lib64/libonload.so || echo write-refused",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex: 241..243 = f1..f3.
+    assert!(out.contains("/dev/onload f1:0"), "{out}");
+    assert!(out.contains("/dev/onload_epoll f2:0"), "{out}");
+    assert!(out.contains("/dev/sfc_char f3:0"), "{out}");
+    // ENXIO, not EPERM: the device cgroup let the opens through.
+    assert_eq!(out.matches("No such device or address").count(), 2, "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("tools-present"), "{out}");
+    assert!(!out.contains("unlisted-present"), "{out}");
+    assert!(out.contains("profile-present"), "{out}");
+    assert!(out.contains("libonload_ext.so.1.1.0\n"), "{out}");
+    assert!(
+        out.contains("/opt/onload/usr/lib64\n"),
+        "the drop-in:\n{out}"
+    );
+    assert!(out.contains("write-refused"), "read-only binds:\n{out}");
+    let listed = cache_listing(&bundle);
+    assert!(
+        listed.contains("libonload.so (libc6,x86-64) => /opt/onload/usr/lib64/libonload.so"),
+        "{listed}"
     );
 }

@@ -2,9 +2,7 @@
 //! `plugins/testing/`: each is stopped or refused with an error that names
 //! it, and its manifest's `on-error` decides whether the container fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 /// Runs `hookhost test` on a plain bundle with one hostile plugin in `mode`.
 fn run_hostile(mode: &str, extra_manifest: &str) -> std::process::Output {

@@ -15,6 +15,14 @@ if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/wasm32-wasip2" ]]; then
     rustup target add wasm32-wasip2
 fi
 
+# componentize-py builds the Python plugin (plugins/rdma): pinned, in a
+# virtual environment of its own under target/.
+componentize_py=target/componentize-py
+if [[ ! -x $componentize_py/bin/componentize-py ]]; then
+    python3 -m venv "$componentize_py"
+    "$componentize_py/bin/pip" install --quiet componentize-py==0.25.1
+fi
+
 # flock (util-linux) serialises plugin builds; mknod (coreutils) makes the
 # fake hosts' device nodes; runc and a static busybox run the end-to-end
 # containers; cc builds a real shared library for the ldconfig test.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Inventory, DEFAULT_PLUGIN_DIRS};
+use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::dry_run;
 use crate::evaluate::{evaluate, Outcome, Status};
@@ -322,7 +322,12 @@ fn plugins_list(
             status,
             plugin.manifest.display()
         );
-        println!("{:<16} {:<10} {}", "", "", plugin.wasm.display());
+        match &plugin.kind {
+            PluginKind::Wasm(wasm) => println!("{:<16} {:<10} {}", "", "", wasm.wasm.display()),
+            PluginKind::Static(_) => {
+                println!("{:<16} {:<10} (oci-injector-hook config)", "", "")
+            }
+        }
     }
     for (name, manifest) in &inventory.disabled {
         println!("{name:<16} {:<10} {}", "disabled", manifest.display());
@@ -345,11 +350,19 @@ fn plugins_check(global: &Global, names: &[String]) -> anyhow::Result<ExitCode> 
     let ctx = Arc::new(ContainerContext::empty());
     let mut failed = 0;
     for plugin in inventory.select(names)? {
+        let PluginKind::Wasm(wasm) = &plugin.kind else {
+            // Parsed and checked when the inventory was loaded.
+            println!(
+                "ok      {}: oci-injector-hook config, run by the host",
+                plugin.name
+            );
+            continue;
+        };
         let checked = runtime
             .instantiate(plugin, ctx.clone())
             .and_then(|mut instance| {
                 let info = instance.describe()?;
-                instance.validate_settings(&plugin.settings)?;
+                instance.validate_settings(&wasm.settings)?;
                 Ok(info)
             });
         match checked {
@@ -376,6 +389,10 @@ fn plugins_compile(global: &Global, names: &[String]) -> anyhow::Result<ExitCode
     let inventory = global.inventory()?;
     let runtime = global.runtime()?;
     for plugin in inventory.select(names)? {
+        if plugin.wasm().is_none() {
+            println!("static   {}: nothing to compile", plugin.name);
+            continue;
+        }
         let (entry, compiled) = runtime.precompile(plugin)?;
         println!(
             "{} {}: {}",

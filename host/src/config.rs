@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::context::ContainerContext;
 use crate::hostfs::AllowList;
+use crate::static_policy::StaticPolicy;
 
 /// Where plugins live when `--plugins-dir` is not given, lowest precedence first.
 pub const DEFAULT_PLUGIN_DIRS: &[&str] =
@@ -159,13 +160,46 @@ pub struct PluginConfig {
     /// The manifest's file name without `.json`.
     pub name: String,
     pub manifest: PathBuf,
-    pub wasm: PathBuf,
     pub activation: Activation,
     pub allow: AllowList,
+    pub on_error: OnError,
+    pub kind: PluginKind,
+}
+
+/// What makes a plugin's decisions.
+#[derive(Debug, Clone)]
+pub enum PluginKind {
+    /// A WebAssembly component, run in the sandbox.
+    Wasm(WasmPlugin),
+    /// An oci-injector-hook config, run by the host.
+    Static(StaticPolicy),
+}
+
+#[derive(Debug, Clone)]
+pub struct WasmPlugin {
+    pub wasm: PathBuf,
     /// The manifest's settings, as the JSON text handed to the plugin.
     pub settings: String,
     pub limits: Limits,
-    pub on_error: OnError,
+}
+
+impl PluginConfig {
+    /// The component, for a WASM plugin.
+    pub fn wasm(&self) -> Option<&WasmPlugin> {
+        match &self.kind {
+            PluginKind::Wasm(wasm) => Some(wasm),
+            PluginKind::Static(_) => None,
+        }
+    }
+
+    /// What the plugin is made of, for listings and errors: the component's
+    /// path, or the manifest's for a static policy.
+    pub fn source(&self) -> &Path {
+        match &self.kind {
+            PluginKind::Wasm(wasm) => &wasm.wasm,
+            PluginKind::Static(_) => &self.manifest,
+        }
+    }
 }
 
 /// A manifest that lost to one of the same name in a later directory.
@@ -271,16 +305,34 @@ fn load_manifest(
         path: path.to_path_buf(),
         source,
     })?;
-    let manifest: Manifest =
-        serde_json::from_slice(&text).map_err(|source| ConfigError::Parse {
-            path: path.to_path_buf(),
-            source,
-        })?;
+    let parse_error = |source| ConfigError::Parse {
+        path: path.to_path_buf(),
+        source,
+    };
+    let json: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
     let invalid = |field, problem: String| ConfigError::Invalid {
         path: path.to_path_buf(),
         field,
         problem,
     };
+    if StaticPolicy::is_one(&json) {
+        let policy: StaticPolicy = serde_json::from_value(json).map_err(parse_error)?;
+        if policy.activation_flag.is_empty() {
+            return Err(invalid("activation_flag", "must name a variable".into()));
+        }
+        return Ok(Some(PluginConfig {
+            name: name.to_string(),
+            manifest: path.to_path_buf(),
+            activation: Activation {
+                env: vec![policy.activation_flag.clone()],
+                ..Activation::default()
+            },
+            allow: policy.allow_list().map_err(|e| invalid("paths", e))?,
+            on_error: OnError::Fail,
+            kind: PluginKind::Static(policy),
+        }));
+    }
+    let manifest: Manifest = serde_json::from_value(json).map_err(parse_error)?;
     if manifest.disabled {
         return Ok(None);
     }
@@ -343,12 +395,14 @@ fn load_manifest(
     Ok(Some(PluginConfig {
         name: name.to_string(),
         manifest: path.to_path_buf(),
-        wasm,
         activation,
         allow,
-        settings: manifest.settings.to_string(),
-        limits: manifest.limits,
         on_error: manifest.on_error,
+        kind: PluginKind::Wasm(WasmPlugin {
+            wasm,
+            settings: manifest.settings.to_string(),
+            limits: manifest.limits,
+        }),
     }))
 }
 
@@ -408,7 +462,7 @@ mod tests {
         assert_eq!(inv.plugins.len(), 1);
         let gpu = &inv.plugins[0];
         assert_eq!(gpu.manifest, admin.join("gpu.json"));
-        assert_eq!(gpu.wasm, vendor.join("gpu.wasm"));
+        assert_eq!(gpu.source(), vendor.join("gpu.wasm"));
         assert!(gpu.activation.always);
         assert_eq!(inv.masked[0].manifest, vendor.join("gpu.json"));
     }

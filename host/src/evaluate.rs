@@ -3,10 +3,12 @@
 
 use std::sync::Arc;
 
-use crate::config::{Inventory, OnError};
+use crate::config::{Inventory, OnError, PluginConfig, PluginKind};
 use crate::context::ContainerContext;
 use crate::plan::{Conflict, Plan};
-use crate::runtime::{LogLine, PluginError, PluginInfo, Runtime};
+use crate::requests::{RequestError, Requests};
+use crate::runtime::{LogLevel, LogLine, PluginError, PluginInfo, Runtime};
+use crate::static_policy::StaticPolicy;
 
 /// What happened to one installed plugin.
 #[derive(Debug)]
@@ -37,6 +39,12 @@ pub struct Evaluation {
 pub enum EvalError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
+    #[error("plugin `{plugin}` ({}): {error}", manifest.display())]
+    Static {
+        plugin: String,
+        manifest: std::path::PathBuf,
+        error: RequestError,
+    },
     #[error("plugin `{plugin}`: its requests conflict with an earlier plugin's: {conflict}")]
     Conflict { plugin: String, conflict: Conflict },
 }
@@ -67,25 +75,18 @@ pub fn evaluate(
             continue;
         }
         let mut logs = Vec::new();
-        let result = runtime
-            .instantiate(plugin, ctx.clone())
-            .and_then(|mut instance| {
-                let result = instance
-                    .describe()
-                    .and_then(|info| instance.apply().map(|applied| (info, applied)));
-                logs = instance.logs();
-                result
-            })
-            .map_err(EvalError::from)
-            .and_then(|(info, applied)| {
-                logs = applied.logs;
-                plan.merge(applied.plan)
-                    .map(|()| info)
-                    .map_err(|conflict| EvalError::Conflict {
-                        plugin: plugin.name.clone(),
-                        conflict,
-                    })
-            });
+        let result = match &plugin.kind {
+            PluginKind::Wasm(_) => run_wasm(runtime, plugin, ctx, &mut logs),
+            PluginKind::Static(policy) => run_static(runtime, plugin, policy, ctx, &mut logs),
+        }
+        .and_then(|(info, own_plan)| {
+            plan.merge(own_plan)
+                .map(|()| info)
+                .map_err(|conflict| EvalError::Conflict {
+                    plugin: plugin.name.clone(),
+                    conflict,
+                })
+        });
         let status = match result {
             Ok(info) => Status::Applied(info),
             Err(error) if plugin.on_error == OnError::Skip => Status::Skipped(error.to_string()),
@@ -105,4 +106,55 @@ pub fn evaluate(
         });
     }
     Ok(Evaluation { plan, outcomes })
+}
+
+/// A WASM plugin: instantiate it, `describe`, `apply`.
+fn run_wasm(
+    runtime: &Runtime,
+    plugin: &PluginConfig,
+    ctx: &Arc<ContainerContext>,
+    logs: &mut Vec<LogLine>,
+) -> Result<(PluginInfo, Plan), EvalError> {
+    let mut instance = runtime.instantiate(plugin, ctx.clone())?;
+    let result = instance
+        .describe()
+        .and_then(|info| instance.apply().map(|applied| (info, applied)));
+    *logs = instance.logs();
+    let (info, applied) = result?;
+    *logs = applied.logs;
+    Ok((info, applied.plan))
+}
+
+/// An oci-injector-hook config: the host makes its requests itself.
+fn run_static(
+    runtime: &Runtime,
+    plugin: &PluginConfig,
+    policy: &StaticPolicy,
+    ctx: &ContainerContext,
+    logs: &mut Vec<LogLine>,
+) -> Result<(PluginInfo, Plan), EvalError> {
+    let mut requests = Requests::new(
+        &plugin.name,
+        ctx.stage,
+        runtime.host().clone(),
+        plugin.allow.clone(),
+    );
+    let warnings = policy
+        .apply(&mut requests)
+        .map_err(|error| EvalError::Static {
+            plugin: plugin.name.clone(),
+            manifest: plugin.manifest.clone(),
+            error,
+        })?;
+    logs.extend(warnings.into_iter().map(|message| LogLine {
+        level: LogLevel::Warn,
+        message,
+    }));
+    let info = PluginInfo {
+        name: plugin.name.clone(),
+        vendor: "oci-injector-hook config".into(),
+        version: "static".into(),
+        summary: format!("static policy, activated by {}", policy.activation_flag),
+    };
+    Ok((info, requests.take_plan()))
 }

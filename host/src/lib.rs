@@ -16,4 +16,6 @@ pub mod evaluate;
 pub mod executor;
 pub mod hostfs;
 pub mod plan;
+pub mod requests;
 pub mod runtime;
+pub mod static_policy;

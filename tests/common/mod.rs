@@ -1,6 +1,5 @@
 //! Shared by the integration tests: the hookhost binary, the plugins built
 //! from `plugins/`, fake hosts and throw-away plugin directories.
-#![allow(dead_code)] // each test binary uses its own subset
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -107,4 +106,96 @@ pub fn config_with_env(env: &[&str]) -> String {
         "process": {"user": {"uid": 0, "gid": 0}, "args": ["/bin/sh"], "cwd": "/", "env": env},
     })
     .to_string()
+}
+
+/// Runs the fixture case `tests/fixtures/FAMILY/NAME` with the installed
+/// vendor plugins (`plugins.d`). A case holds a bundle (`config.json`,
+/// `rootfs/`, optionally `state.json`), a `case.json` naming the fake host
+/// it runs on (`{"host": "nvidia"}`; `"plugin"` names the plugin an error
+/// must blame, FAMILY by default; `"stage"` the stage, prestart by default;
+/// `"settings"` replaces that plugin's manifest settings; `"plugins-dir"`, a
+/// directory under `tests/fixtures/FAMILY`, replaces the installed plugins),
+/// and either the plan it must produce
+/// (`expected.json`) or a text its error must contain (`expected-error.txt`).
+///
+/// Set `HOOKHOST_BLESS=1` to rewrite the `expected.json` files from the
+/// current output (then review the diff).
+pub fn fixture_case(family: &str, name: &str) {
+    let case = fixtures().join(family).join(name);
+    let spec: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
+    let plugin = spec["plugin"].as_str().unwrap_or(family);
+    let host = fake_host(spec["host"].as_str().unwrap());
+    let with_settings = spec
+        .get("settings")
+        .map(|s| plugins_d_with_settings(plugin, s));
+    let plugins_d = match (&with_settings, spec["plugins-dir"].as_str()) {
+        (Some(dir), _) => dir.path().to_path_buf(),
+        (None, Some(dir)) => fixtures().join(family).join(dir),
+        (None, None) => plugins().join("plugins.d"),
+    };
+    let args = |extra: &[&str]| {
+        let mut args: Vec<std::ffi::OsString> = vec!["test".into(), case.clone().into()];
+        args.extend(["--plugins-dir".into(), plugins_d.clone().into()]);
+        args.extend(["--host-root".into(), host.path().into()]);
+        if let Some(stage) = spec["stage"].as_str() {
+            args.extend(["--stage".into(), stage.into()]);
+        }
+        args.extend(extra.iter().map(Into::into));
+        args
+    };
+
+    let expected_error = case.join("expected-error.txt");
+    if expected_error.exists() {
+        let want = std::fs::read_to_string(&expected_error).unwrap();
+        let out = hookhost(args(&[]));
+        assert!(!out.status.success(), "case {family}/{name} must fail");
+        let err = stderr(&out);
+        assert!(
+            err.contains(want.trim()),
+            "case {family}/{name}: stderr lacks {want:?}:\n{err}"
+        );
+        assert!(
+            err.contains(&format!("plugin `{plugin}`")),
+            "the error names the plugin `{plugin}`:\n{err}"
+        );
+        return;
+    }
+
+    let expected = case.join("expected.json");
+    if std::env::var_os("HOOKHOST_BLESS").is_some() {
+        let out = hookhost(args(&["--json"]));
+        assert!(
+            out.status.success(),
+            "case {family}/{name}: {}",
+            stderr(&out)
+        );
+        std::fs::write(&expected, &out.stdout).unwrap();
+    }
+    let out = hookhost(args(&["--expect", expected.to_str().unwrap()]));
+    assert!(
+        out.status.success(),
+        "case {family}/{name}: plan differs:\n{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    // --json prints exactly the expected file.
+    let out = hookhost(args(&["--json"]));
+    assert_eq!(stdout(&out), std::fs::read_to_string(&expected).unwrap());
+}
+
+/// A copy of the installed `plugins.d` in which `plugin`'s manifest has these
+/// settings instead of its own.
+pub fn plugins_d_with_settings(plugin: &str, settings: &serde_json::Value) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(plugins().join("plugins.d")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
+    }
+    let manifest = dir.path().join(format!("{plugin}.json"));
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
+    json["settings"] = settings.clone();
+    std::fs::write(&manifest, json.to_string()).unwrap();
+    dir
 }

@@ -22,7 +22,7 @@ use wasmtime::{Config, Engine, Store, Trap};
 pub use cache::{Cache, CacheError, LoadError, WASMTIME_VERSION};
 pub use imports::{LogLevel, LogLine};
 
-use crate::config::PluginConfig;
+use crate::config::{PluginConfig, WasmPlugin};
 use crate::context::ContainerContext;
 use crate::hostfs::HostFs;
 use crate::plan::Plan;
@@ -47,15 +47,18 @@ const TICK: Duration = Duration::from_millis(1);
 
 /// What went wrong with one plugin; always names it.
 #[derive(Debug, thiserror::Error)]
-#[error("plugin `{plugin}` ({wasm}): {failure}")]
+#[error("plugin `{plugin}` ({}): {failure}", path.display())]
 pub struct PluginError {
     pub plugin: String,
-    pub wasm: PathBuf,
+    /// The component (or, for a static policy, the manifest).
+    pub path: PathBuf,
     pub failure: Failure,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    #[error("is an oci-injector-hook config, which the host runs itself, not a component")]
+    NotAComponent,
     #[error("cannot read it: {0}")]
     Read(std::io::Error),
     #[error("is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
@@ -109,7 +112,7 @@ impl Runtime {
         })
     }
 
-    pub fn host(&self) -> &HostFs {
+    pub fn host(&self) -> &Arc<HostFs> {
         &self.host
     }
 
@@ -118,10 +121,11 @@ impl Runtime {
     pub fn load(&self, plugin: &PluginConfig) -> Result<(Component, bool), PluginError> {
         let fail = |failure| PluginError {
             plugin: plugin.name.clone(),
-            wasm: plugin.wasm.clone(),
+            path: plugin.source().to_path_buf(),
             failure,
         };
-        let wasm = std::fs::read(&plugin.wasm).map_err(|e| fail(Failure::Read(e)))?;
+        let wasm =
+            std::fs::read(&component_of(plugin)?.wasm).map_err(|e| fail(Failure::Read(e)))?;
         match wasm.get(..8) {
             Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
             Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => return Err(fail(Failure::CoreModule)),
@@ -141,9 +145,9 @@ impl Runtime {
     /// Writes the plugin's precompiled form into the cache.
     pub fn precompile(&self, plugin: &PluginConfig) -> Result<(PathBuf, bool), PluginError> {
         let (_, compiled) = self.load(plugin)?;
-        let wasm = std::fs::read(&plugin.wasm).map_err(|e| PluginError {
+        let wasm = std::fs::read(plugin.source()).map_err(|e| PluginError {
             plugin: plugin.name.clone(),
-            wasm: plugin.wasm.clone(),
+            path: plugin.source().to_path_buf(),
             failure: Failure::Read(e),
         })?;
         let entry = self
@@ -161,13 +165,14 @@ impl Runtime {
         ctx: Arc<ContainerContext>,
     ) -> Result<Instance<'r>, PluginError> {
         let (component, _) = self.load(plugin)?;
-        let memory = usize::try_from(plugin.limits.memory_mib << 20).unwrap_or(usize::MAX);
+        let wasm = component_of(plugin)?;
+        let memory = usize::try_from(wasm.limits.memory_mib << 20).unwrap_or(usize::MAX);
         let state = PluginState::new(
             &plugin.name,
             ctx,
             self.host.clone(),
             plugin.allow.clone(),
-            plugin.settings.clone(),
+            wasm.settings.clone(),
             memory,
         );
         let mut store = Store::new(&self.engine, state);
@@ -176,6 +181,7 @@ impl Runtime {
         let mut instance = Instance {
             runtime: self,
             plugin,
+            limits: wasm.limits,
             store,
             bindings: None,
         };
@@ -197,6 +203,7 @@ impl Runtime {
 pub struct Instance<'r> {
     runtime: &'r Runtime,
     plugin: &'r PluginConfig,
+    limits: crate::config::Limits,
     store: Store<PluginState>,
     bindings: Option<bindings::Plugin>,
 }
@@ -230,7 +237,7 @@ impl Instance<'_> {
         self.fallible("apply", |policy, store| policy.call_apply(store))?;
         let state = self.store.data_mut();
         Ok(Applied {
-            plan: std::mem::take(&mut state.plan),
+            plan: state.requests.take_plan(),
             logs: std::mem::take(&mut state.logs),
         })
     }
@@ -262,7 +269,7 @@ impl Instance<'_> {
     fn fail(&self, failure: Failure) -> PluginError {
         PluginError {
             plugin: self.plugin.name.clone(),
-            wasm: self.plugin.wasm.clone(),
+            path: self.plugin.source().to_path_buf(),
             failure,
         }
     }
@@ -274,14 +281,14 @@ impl Instance<'_> {
         call: &'static str,
         f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<T>,
     ) -> Result<T, PluginError> {
-        let limit = self.plugin.limits.time_ms;
+        let limit = self.limits.time_ms;
         let ticks = limit.div_ceil(TICK.as_millis() as u64).max(1);
         self.store.set_epoch_deadline(ticks);
         let _watch = self.runtime.ticker.watch(&self.plugin.name, call, limit);
         let result = f(&mut self.store);
         result.map_err(|e| {
             let failure = if self.store.data().memory.exceeded {
-                Failure::OutOfMemory(self.plugin.limits.memory_mib)
+                Failure::OutOfMemory(self.limits.memory_mib)
             } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Failure::Timeout(limit)
             } else {
@@ -293,6 +300,15 @@ impl Instance<'_> {
             self.fail(failure)
         })
     }
+}
+
+/// The component of a WASM plugin; a static policy has none.
+fn component_of(plugin: &PluginConfig) -> Result<&WasmPlugin, PluginError> {
+    plugin.wasm().ok_or_else(|| PluginError {
+        plugin: plugin.name.clone(),
+        path: plugin.source().to_path_buf(),
+        failure: Failure::NotAComponent,
+    })
 }
 
 /// Refuses a component that does not export a policy interface of a WIT

@@ -1,0 +1,125 @@
+//! oci-injector-hook configs dropped into a plugins directory: the seed's
+//! Onload sample config (`tests/fixtures/seed/plugins.d/solarflare.json`)
+//! run by the host as a static policy, against the fixture cases in
+//! `tests/fixtures/seed/` (see `common::fixture_case`).
+
+use crate::common::*;
+
+#[test]
+fn the_onload_sample_config_gives_its_devices_binaries_libraries_and_profiles() {
+    fixture_case("seed", "onload");
+}
+
+#[test]
+fn a_bare_activation_flag_matches_a_variable_set_to_the_empty_string() {
+    fixture_case("seed", "empty-flag");
+}
+
+#[test]
+fn without_the_activation_flag_the_config_is_inactive() {
+    fixture_case("seed", "unset");
+}
+
+#[test]
+fn a_listed_device_missing_on_the_host_fails_naming_config_and_path() {
+    fixture_case("seed", "no-driver");
+}
+
+#[test]
+fn a_symlink_to_an_unlisted_file_is_recreated_with_a_warning() {
+    let host = fake_host("seed-onload");
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("seed/onload").as_os_str(),
+        "--plugins-dir".as_ref(),
+        fixtures().join("seed/plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(
+            "solarflare: warn: /usr/lib64/libonload_ext.so is a symlink to \
+             libonload_ext.so.2.0.0, which this config does not list"
+        ),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn plugins_list_check_and_compile_know_a_static_policy() {
+    let dir = fixtures().join("seed/plugins.d");
+    let run = |args: &[&str]| {
+        let mut all = vec!["--plugins-dir", dir.to_str().unwrap()];
+        all.extend(args);
+        hookhost(all)
+    };
+    let list = run(&["plugins", "list"]);
+    assert!(
+        stdout(&list).contains("(oci-injector-hook config)"),
+        "{}",
+        stdout(&list)
+    );
+    let check = run(&["plugins", "check"]);
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("ok      solarflare: oci-injector-hook config"));
+    let compile = run(&["plugins", "compile"]);
+    assert!(compile.status.success(), "{}", stderr(&compile));
+    assert!(stdout(&compile).contains("solarflare: nothing to compile"));
+}
+
+#[test]
+fn a_misspelt_key_in_a_seed_config_is_an_error_naming_file_and_key() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("foo.json"),
+        r#"{"activation_flag": "OCI_FOO", "libaries": ["/usr/lib64/libfoo.so"]}"#,
+    )
+    .unwrap();
+    let bundle = bundle(&config_with_env(&["OCI_FOO=1"]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        dir.path().as_os_str(),
+    ]);
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("foo.json") && err.contains("unknown field `libaries`"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_seed_config_cannot_reach_paths_it_does_not_list() {
+    // A listed glob is matched against the host, never widened: a library
+    // that exists but is not listed stays out even though it sits in a
+    // listed directory.
+    let host = fake_host("seed-onload");
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("seed/onload").as_os_str(),
+        "--plugins-dir".as_ref(),
+        fixtures().join("seed/plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    let files: Vec<&str> = plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["host-path"].as_str().unwrap())
+        .collect();
+    assert!(files.contains(&"/usr/lib64/libonload.so"), "{files:?}");
+    for unlisted in [
+        "/usr/lib64/libonload_ext.so.2.0.0",
+        "/usr/libexec/onload/profiles/throughput.opf",
+    ] {
+        assert!(!files.contains(&unlisted), "{unlisted} in {files:?}");
+    }
+}

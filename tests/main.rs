@@ -3,8 +3,10 @@
 
 mod common;
 
+mod amd;
 mod cli;
 mod nvidia;
+mod onload;
 mod rdma;
 mod runc;
 mod sandbox;

@@ -5,6 +5,7 @@ mod common;
 
 mod amd;
 mod cli;
+mod fpga;
 mod nvidia;
 mod onload;
 mod rdma;

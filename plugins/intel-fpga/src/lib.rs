@@ -1,0 +1,175 @@
+//! hookhost's policy for Intel FPGAs (OPAE): the container's
+//! `FPGA_REGION_N` / `FPGA_AFU_N` pairs, as Intel's FPGA admission webhook
+//! writes them for its CRI-O hook, each choose a port whose region has that
+//! interface ID and that runs that AFU; the container gets its node
+//! (`/dev/dfl-port.N`, or `/dev/intel-fpga-port.N` with the older driver).
+//!
+//! Unlike Intel's hook, this policy never programs an FPGA: a port must
+//! already run the AFU asked for.
+
+mod select;
+mod sysfs;
+
+use hookhost_plugin::inject::Device;
+use hookhost_plugin::{container, host, log, PluginInfo, Policy};
+use serde::Deserialize;
+
+use select::{AFU_PREFIX, REGION_PREFIX};
+
+/// The manifest's `settings`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct Settings {
+    /// Also give the FME of each chosen port's FPGA, as Intel's device
+    /// plugin does in its `regiondevel` mode: with it the container can
+    /// reprogram the region itself. Off, the container gets the ports only,
+    /// as in Intel's `af` and `region` modes.
+    fme: bool,
+}
+
+impl Settings {
+    fn parse(json: &str) -> Result<Self, String> {
+        hookhost_plugin::parse_settings(json)
+    }
+}
+
+struct IntelFpga;
+
+impl Policy for IntelFpga {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "intel-fpga".into(),
+            vendor: "hookhost".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Intel FPGA ports (OPAE: DFL and intel-fpga drivers), selected by \
+                      FPGA_REGION_N and FPGA_AFU_N"
+                .into(),
+        }
+    }
+
+    fn validate_settings(settings: String) -> Result<(), String> {
+        Settings::parse(&settings).map(drop)
+    }
+
+    fn devices() -> Result<Vec<String>, String> {
+        let fpgas = sysfs::probe()?;
+        if fpgas.is_empty() {
+            log::info!("no Intel FPGA driver is loaded: no devices");
+        }
+        Ok(fpgas
+            .iter()
+            .flat_map(|f| f.ports.iter().map(|p| p.name.clone()))
+            .collect())
+    }
+
+    fn apply() -> Result<(), String> {
+        let settings = Settings::parse(&host::settings())?;
+        let requests = select::requests(container::getenv)?;
+        if requests.is_empty() {
+            log::debug!("no {REGION_PREFIX}N / {AFU_PREFIX}N pair: nothing to inject");
+            return Ok(());
+        }
+        let fpgas = sysfs::probe()?;
+        if fpgas.is_empty() {
+            let classes: Vec<String> = sysfs::LAYOUTS
+                .iter()
+                .map(|l| {
+                    let class = l.fpgas.rsplit_once('/').map_or(l.fpgas, |(dir, _)| dir);
+                    format!("{class} ({})", l.driver)
+                })
+                .collect();
+            return Err(format!(
+                "Intel FPGA driver not loaded on this host (no FPGA under {})",
+                classes.join(" or ")
+            ));
+        }
+        let assigned = select::assign(&requests, &fpgas)?;
+        let mut fmes: Vec<&str> = Vec::new();
+        for (request, (fpga, port)) in requests.iter().zip(&assigned) {
+            log::debug!(
+                "{REGION_PREFIX}{n} / {AFU_PREFIX}{n}: {} on {} ({} driver)",
+                port.name,
+                fpga.name,
+                fpga.driver,
+                n = request.n
+            );
+            node(&port.name)?;
+            if settings.fme && !fmes.contains(&fpga.fme.as_str()) {
+                fmes.push(&fpga.fme);
+                node(&fpga.fme)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The node of an FME or port; the host stats it for its major:minor.
+fn node(name: &str) -> Result<(), String> {
+    Device::new(sysfs::node(name))
+        .request()
+        .map_err(|e| format!("{name}: {e}"))
+}
+
+hookhost_plugin::export!(IntelFpga);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn manifest() -> serde_json::Value {
+        serde_json::from_str(include_str!("../intel-fpga.json")).unwrap()
+    }
+
+    #[test]
+    fn settings() {
+        assert!(!Settings::parse("{}").unwrap().fme);
+        assert!(Settings::parse(r#"{"fme": true}"#).unwrap().fme);
+        let wrong = Settings::parse(r#"{"fme": "yes"}"#).unwrap_err();
+        assert!(
+            wrong.starts_with("invalid settings: invalid type: string"),
+            "{wrong}"
+        );
+        let unknown = Settings::parse(r#"{"fmes": true}"#).unwrap_err();
+        assert!(
+            unknown.starts_with("invalid settings: unknown field `fmes`"),
+            "{unknown}"
+        );
+    }
+
+    /// The manifest's allow-list is exactly what the policy looks at and asks
+    /// for.
+    #[test]
+    fn manifest_allows_exactly_what_the_policy_uses() {
+        let manifest = manifest();
+        Settings::parse(&manifest["settings"].to_string()).unwrap();
+        let allow: Vec<&str> = manifest["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|glob| glob.as_str().unwrap())
+            .collect();
+        let mut expected = Vec::new();
+        for layout in &sysfs::LAYOUTS {
+            expected.extend([
+                layout.interface_ids(),
+                layout.afu_ids(),
+                format!("{}[0-9]*", sysfs::node(layout.fme)),
+                format!("{}[0-9]*", sysfs::node(layout.port)),
+            ]);
+        }
+        let allowed: BTreeSet<&str> = allow.iter().copied().collect();
+        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
+        let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+        assert_eq!(allowed, expected);
+    }
+
+    /// The manifest runs the plugin when the first pair has either variable.
+    #[test]
+    fn manifest_activates_on_the_first_pair() {
+        assert_eq!(
+            manifest()["activation"],
+            serde_json::json!({ "env": [format!("{REGION_PREFIX}1"), format!("{AFU_PREFIX}1")] })
+        );
+    }
+}

@@ -1,0 +1,278 @@
+//! hookhost's policy for Xilinx / AMD Alveo FPGAs run by XRT: the
+//! container's `XILINX_VISIBLE_DEVICES` or `XILINX_VISIBLE_CARDS` (with the
+//! meanings of Xilinx's container runtime), or the annotation
+//! `hookhost.io/xilinx-visible-devices`, pick the devices; each one brings
+//! its management node `/dev/xclmgmt<N>` and its user function's
+//! `/dev/dri/renderD<N>`, and the host's XRT comes read-only.
+
+mod select;
+mod sysfs;
+
+use hookhost_plugin::inject::{self, File, FileRole};
+use hookhost_plugin::{container, host, log, Error, PluginInfo, Policy};
+use serde::Deserialize;
+
+use select::{Selection, Visible};
+use sysfs::Device;
+
+/// What XRT's `setup.sh` sets and its tools look for.
+const XILINX_XRT: &str = "XILINX_XRT";
+
+/// The manifest's `settings`.
+#[derive(Debug, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
+struct Settings {
+    /// The XRT installation, bind-mounted read-only at the same path and
+    /// named by `XILINX_XRT`; `null` when the images bring their own.
+    xrt_dir: Option<String>,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            xrt_dir: Some("/opt/xilinx/xrt".into()),
+        }
+    }
+}
+
+impl Settings {
+    fn parse(json: &str) -> Result<Self, String> {
+        let settings: Settings = hookhost_plugin::parse_settings(json)?;
+        if let Some(dir) = &settings.xrt_dir {
+            // It is looked up with `glob`, hence no pattern characters.
+            if !dir.starts_with('/') || dir.ends_with('/') || dir.contains(['*', '?', '[']) {
+                return Err(format!(
+                    "invalid settings: xrt-dir: `{dir}` is not an absolute path \
+                     without a trailing / or pattern characters"
+                ));
+            }
+        }
+        Ok(settings)
+    }
+}
+
+struct Xilinx;
+
+impl Policy for Xilinx {
+    fn describe() -> PluginInfo {
+        PluginInfo {
+            name: "xilinx".into(),
+            vendor: "hookhost".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            summary: "Xilinx / AMD Alveo FPGAs and XRT, selected by XILINX_VISIBLE_DEVICES, \
+                      XILINX_VISIBLE_CARDS or the annotation hookhost.io/xilinx-visible-devices"
+                .into(),
+        }
+    }
+
+    fn validate_settings(settings: String) -> Result<(), String> {
+        Settings::parse(&settings).map(drop)
+    }
+
+    fn devices() -> Result<Vec<String>, String> {
+        let Some(devices) = sysfs::probe()? else {
+            log::info!("the xocl driver is not loaded: no devices");
+            return Ok(Vec::new());
+        };
+        let indices = (0..devices.len()).map(|i| i.to_string());
+        let addresses = devices.iter().map(|d| d.user.to_string());
+        Ok(indices
+            .chain(addresses)
+            .chain(["all".to_string()])
+            .collect())
+    }
+
+    fn apply() -> Result<(), String> {
+        let settings = Settings::parse(&host::settings())?;
+        let selection = Selection::choose(
+            container::annotation(select::ANNOTATION),
+            container::getenv(select::DEVICES_VAR),
+            container::getenv(select::CARDS_VAR),
+        )?;
+        if selection.visible == Visible::Nothing {
+            log::debug!("{}: nothing selected", selection.source);
+            return Ok(());
+        }
+        let devices = sysfs::probe()?.ok_or_else(|| {
+            format!(
+                "Xilinx XRT driver not loaded on this host (no {})",
+                sysfs::XOCL
+            )
+        })?;
+        let selected = selection.select(&devices)?;
+        // Only `all` can select nothing; a container that asks for every
+        // device surely needs one.
+        if selected.is_empty() {
+            return Err(format!(
+                "{}: all, but this host has no Xilinx device (none is bound to xocl)",
+                selection.source
+            ));
+        }
+        for device in selected {
+            device_nodes(device)?;
+        }
+        if let Some(dir) = &settings.xrt_dir {
+            xrt(dir)?;
+        }
+        Ok(())
+    }
+}
+
+/// A device's user function node and, where this host has it, its
+/// management node. Their major:minor are the host's, as the host stats them.
+fn device_nodes(device: &Device) -> Result<(), String> {
+    let context = |e: Error| format!("Xilinx device {}: {e}", device.user);
+    let render = device.render.as_deref().ok_or_else(|| {
+        format!(
+            "Xilinx device {}: xocl has no render node for it (nothing matches {}/{}/{}); \
+             is the device still being set up?",
+            device.user,
+            sysfs::XOCL,
+            device.user,
+            sysfs::RENDER
+        )
+    })?;
+    inject::Device::new(render).request().map_err(context)?;
+    let mgmt = match &device.mgmt {
+        Some(mgmt) => {
+            inject::Device::new(mgmt.node.as_str())
+                .request()
+                .map_err(context)?;
+            mgmt.node.as_str()
+        }
+        // A virtual machine is usually given the user function only.
+        None => "no management function on this host",
+    };
+    log::debug!(
+        "device {} ({}, serial {}): {render}, {mgmt}",
+        device.user,
+        device.shell.as_deref().unwrap_or("unknown shell"),
+        device.serial.as_deref().unwrap_or("unknown"),
+    );
+    Ok(())
+}
+
+/// The host's XRT, read-only, and `XILINX_XRT` where the back end can set
+/// the container's environment.
+fn xrt(dir: &str) -> Result<(), String> {
+    // `glob` rather than `stat`: an administrator who takes the directory out
+    // of the allow-list turns this off instead of breaking the plugin.
+    if host::glob(dir)?.is_empty() {
+        log::info!("{dir} is not on this host: the image must bring its own XRT");
+        return Ok(());
+    }
+    // A directory given as a file is bind-mounted read-only as a whole.
+    File::new(dir, FileRole::Misc).request()?;
+    if let Some(value) = container::getenv(XILINX_XRT) {
+        log::info!("the container sets {XILINX_XRT}={value} itself: left as it is");
+        return Ok(());
+    }
+    match inject::set_env(XILINX_XRT, dir) {
+        Ok(()) => Ok(()),
+        // A hook runs after the container's environment is fixed.
+        Err(Error::Unsupported(why)) => {
+            log::warn!(
+                "{XILINX_XRT} is left unset: {why}. {dir} is mounted: `source {dir}/setup.sh` \
+                 in the container, or set {XILINX_XRT}={dir} in the image"
+            );
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+hookhost_plugin::export!(Xilinx);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    fn manifest() -> serde_json::Value {
+        serde_json::from_str(include_str!("../xilinx.json")).unwrap()
+    }
+
+    #[test]
+    fn settings() {
+        assert_eq!(
+            Settings::parse("{}").unwrap().xrt_dir.as_deref(),
+            Some("/opt/xilinx/xrt")
+        );
+        assert_eq!(
+            Settings::parse(r#"{"xrt-dir": null}"#).unwrap().xrt_dir,
+            None
+        );
+        assert_eq!(
+            Settings::parse(r#"{"xrt-dir": "/opt/xilinx/xrt_2.16"}"#)
+                .unwrap()
+                .xrt_dir
+                .as_deref(),
+            Some("/opt/xilinx/xrt_2.16")
+        );
+        for bad in ["opt/xilinx/xrt", "/opt/xilinx/xrt/", "/opt/xilinx/xrt*"] {
+            assert_eq!(
+                Settings::parse(&format!(r#"{{"xrt-dir": "{bad}"}}"#)).unwrap_err(),
+                format!(
+                    "invalid settings: xrt-dir: `{bad}` is not an absolute path \
+                     without a trailing / or pattern characters"
+                )
+            );
+        }
+        let unknown = Settings::parse(r#"{"xrt": "/opt/xilinx/xrt"}"#).unwrap_err();
+        assert!(
+            unknown.starts_with("invalid settings: unknown field `xrt`"),
+            "{unknown}"
+        );
+    }
+
+    /// The manifest's allow-list is exactly what the policy looks at and asks
+    /// for, with the manifest's settings.
+    #[test]
+    fn manifest_allows_exactly_what_the_policy_uses() {
+        let manifest = manifest();
+        let settings = Settings::parse(&manifest["settings"].to_string()).unwrap();
+        let allow: Vec<&str> = manifest["allow"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|glob| glob.as_str().unwrap())
+            .collect();
+
+        let user = format!("{}/{}", sysfs::XOCL, sysfs::PCI_ADDRESS);
+        let mut expected = vec![
+            sysfs::XOCL.to_string(),
+            user.clone(),
+            format!("{user}/{}", sysfs::RENDER),
+            format!("{user}/{}", sysfs::SERIAL),
+            format!("{user}/{}", sysfs::SHELL),
+            format!(
+                "{}/{}/{}",
+                sysfs::XCLMGMT,
+                sysfs::PCI_ADDRESS,
+                sysfs::INSTANCE
+            ),
+            format!("{}/renderD[0-9]*", sysfs::DRI),
+            format!("{}[0-9]*", sysfs::MGMT_PREFIX),
+        ];
+        expected.extend(settings.xrt_dir);
+
+        let allowed: BTreeSet<&str> = allow.iter().copied().collect();
+        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
+        let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
+        assert_eq!(allowed, expected);
+    }
+
+    /// The manifest runs the plugin for exactly the variables and the
+    /// annotation it reads.
+    #[test]
+    fn manifest_activates_on_what_the_policy_reads() {
+        let activation = &manifest()["activation"];
+        assert_eq!(
+            activation["env"],
+            serde_json::json!([select::DEVICES_VAR, select::CARDS_VAR])
+        );
+        // Activation keys are regexes over the whole key.
+        let key = select::ANNOTATION.replace('.', "\\.");
+        assert_eq!(activation["annotations"], serde_json::json!({ key: ".*" }));
+    }
+}

@@ -1,0 +1,172 @@
+//! The FPGA policies, built from `plugins/xilinx` and `plugins/intel-fpga`,
+//! against the fixture cases in `tests/fixtures/xilinx/` and
+//! `tests/fixtures/intel-fpga/` (see `common::fixture_case`).
+//!
+//! The fake host `hosts/xilinx` has three XRT devices on two cards; `card0`
+//! (the BMC's display) and `renderD128` (an AMD GPU) are not theirs:
+//!
+//! | index | card | user function  | render node  | management node     | serial         |
+//! |-------|------|----------------|--------------|---------------------|----------------|
+//! | 0     | 0    | `0000:3b:00.1` | `renderD129` | `xclmgmt15104` (3b:00.0) | `21330621T04E` (U250) |
+//! | 1     | 1    | `0000:88:00.1` | `renderD130` | `xclmgmt34816` (88:00.0) | `XFL1YV0M20E0` (U30)  |
+//! | 2     | 1    | `0000:8a:00.1` | `renderD131` | `xclmgmt35328` (8a:00.0) | `XFL1YV0M20E0` (U30)  |
+//!
+//! XRT is in `/opt/xilinx/xrt`. `hosts/xilinx-empty` has the xocl driver
+//! loaded and no device.
+//!
+//! The fake host `hosts/intel-fpga` has three PACs run by the DFL driver;
+//! `hosts/intel-fpga-legacy` one run by OPAE 1.x's `intel-fpga` driver:
+//!
+//! | FPGA               | FME                | interface ID      | port                | AFU                  |
+//! |--------------------|--------------------|-------------------|---------------------|----------------------|
+//! | `region0` (D5005)  | `dfl-fme.0`        | `bfac4d85…` | `dfl-port.0`        | `d8424dc4…` (NLB0)   |
+//! | `region2` (D5005)  | `dfl-fme.1`        | `bfac4d85…` | `dfl-port.1`        | `f7df405c…`          |
+//! | `region4` (N3000)  | `dfl-fme.2`        | `69528db6…` | `dfl-port.2`        | `d8424dc4…` (NLB0)   |
+//! | `intel-fpga-dev.0` | `intel-fpga-fme.0` | `9926ab6d…` | `intel-fpga-port.0` | `d8424dc4…` (NLB0)   |
+
+use crate::common::*;
+
+fn xilinx(name: &str) {
+    fixture_case("xilinx", name);
+}
+
+fn intel(name: &str) {
+    fixture_case("intel-fpga", name);
+}
+
+// Xilinx / AMD XRT.
+
+#[test]
+fn xilinx_all_gives_every_devices_render_and_management_nodes_and_xrt_read_only() {
+    xilinx("all");
+}
+
+#[test]
+fn xilinx_an_index_selects_one_device_of_the_host() {
+    xilinx("index");
+}
+
+#[test]
+fn xilinx_a_pci_address_selects_that_device_only_not_the_rest_of_its_card() {
+    xilinx("address");
+}
+
+#[test]
+fn xilinx_a_card_index_selects_every_device_of_that_card() {
+    xilinx("cards");
+}
+
+#[test]
+fn xilinx_the_annotation_wins_over_the_environment() {
+    xilinx("annotation");
+}
+
+#[test]
+fn xilinx_the_runtime_shim_also_sets_xilinx_xrt() {
+    xilinx("runtime-shim");
+}
+
+#[test]
+fn xilinx_a_container_that_sets_xilinx_xrt_keeps_its_value() {
+    xilinx("own-xilinx-xrt");
+}
+
+#[test]
+fn xilinx_at_prestart_xilinx_xrt_is_left_unset_with_a_warning() {
+    // The plan of `index` has no env (its expected.json says so); the log
+    // says why and what to do instead.
+    xilinx("index");
+    let host = fake_host("xilinx");
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("xilinx/index").as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins().join("plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("xilinx: warn: XILINX_XRT is left unset: ")
+            && log.contains("`source /opt/xilinx/xrt/setup.sh` in the container"),
+        "{log}"
+    );
+}
+
+#[test]
+fn xilinx_unset_leaves_the_plugin_inactive() {
+    xilinx("unset");
+}
+
+#[test]
+fn xilinx_without_xrt_dir_gives_the_devices_only() {
+    xilinx("no-xrt");
+}
+
+#[test]
+fn xilinx_an_unknown_index_fails_naming_the_devices_the_host_has() {
+    xilinx("unknown-index");
+}
+
+#[test]
+fn xilinx_all_on_a_host_whose_driver_has_no_device_fails() {
+    xilinx("all-without-devices");
+}
+
+#[test]
+fn xilinx_a_host_without_the_xocl_driver_fails_clearly() {
+    xilinx("no-driver");
+}
+
+// Intel OPAE / DFL.
+
+#[test]
+fn intel_a_region_and_afu_pair_selects_the_port_running_that_afu() {
+    intel("region-afu");
+}
+
+#[test]
+fn intel_the_afu_chooses_between_ports_of_one_interface_and_dashed_ids_match() {
+    intel("afu-chooses-port");
+}
+
+#[test]
+fn intel_each_pair_gets_its_own_port() {
+    intel("three-pairs");
+}
+
+#[test]
+fn intel_the_fme_setting_adds_the_ports_fme() {
+    intel("fme");
+}
+
+#[test]
+fn intel_the_older_intel_fpga_driver_gives_its_own_nodes() {
+    intel("legacy");
+}
+
+#[test]
+fn intel_unset_leaves_the_plugin_inactive() {
+    intel("unset");
+}
+
+#[test]
+fn intel_an_unknown_interface_id_fails_listing_the_hosts_fpgas() {
+    intel("unknown-region");
+}
+
+#[test]
+fn intel_an_afu_no_port_runs_fails_saying_to_program_it_on_the_host() {
+    intel("afu-not-loaded");
+}
+
+#[test]
+fn intel_a_region_without_its_afu_fails() {
+    intel("missing-afu");
+}
+
+#[test]
+fn intel_a_host_without_the_driver_fails_clearly() {
+    intel("no-driver");
+}

@@ -146,24 +146,64 @@ impl HostFs {
     }
 
     /// Host paths matching `pattern` that the allow-list lets through, sorted.
+    ///
+    /// Directories are listed through the host root like every other
+    /// look-up (a symlink on the way resolves inside it), one pattern
+    /// component at a time; the glob crate would list the real file system.
     pub fn glob(&self, allow: &AllowList, pattern: &str) -> Result<Vec<String>, HostError> {
         let clean = clean_absolute(pattern).map_err(|reason| invalid(pattern, reason))?;
-        let full = format!(
-            "{}{}",
-            Pattern::escape(&self.root_path.to_string_lossy()).trim_end_matches('/'),
-            clean.display()
-        );
-        let paths = glob::glob_with(&full, MATCH).map_err(|e| invalid(pattern, e.to_string()))?;
-        let mut found: Vec<String> = paths
-            // Unreadable directories are simply not part of the answer.
-            .filter_map(Result::ok)
-            .filter_map(|p| {
-                let inner = Path::new("/").join(p.strip_prefix(&self.root_path).ok()?);
-                allow.allows(&inner).then(|| inner.display().to_string())
-            })
+        let mut candidates = vec![PathBuf::from("/")];
+        for part in clean.iter().skip(1) {
+            let part = part.to_string_lossy();
+            if part == "**" {
+                return Err(invalid(
+                    pattern,
+                    "`**` is not supported by glob; name each level with `*`".into(),
+                ));
+            }
+            if !part.contains(['*', '?', '[']) {
+                candidates.iter_mut().for_each(|c| c.push(&*part));
+                continue;
+            }
+            let component = Pattern::new(&part).map_err(|e| invalid(pattern, e.to_string()))?;
+            candidates = candidates
+                .iter()
+                .flat_map(|dir| {
+                    // Unreadable directories are simply not part of the answer.
+                    let names = self.list_dir(dir).unwrap_or_default();
+                    names
+                        .into_iter()
+                        .filter(|name| component.matches_with(name, MATCH))
+                        .map(|name| dir.join(name))
+                        .collect::<Vec<_>>()
+                })
+                .collect();
+        }
+        let mut found: Vec<String> = candidates
+            .into_iter()
+            .filter(|p| allow.allows(p) && self.root.resolve_nofollow(p).is_ok())
+            .map(|p| p.display().to_string())
             .collect();
         found.sort();
+        found.dedup();
         Ok(found)
+    }
+
+    /// The entry names of a host directory, resolved under the host root.
+    fn list_dir(&self, dir: &Path) -> Option<Vec<String>> {
+        let handle = self.root.resolve(dir).ok()?;
+        let fd = handle
+            .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
+            .ok()?;
+        let mut listing = nix::dir::Dir::from_fd(fd.into()).ok()?;
+        Some(
+            listing
+                .iter()
+                .filter_map(Result::ok)
+                .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                .filter(|name| name != "." && name != "..")
+                .collect(),
+        )
     }
 
     /// lstat of an allowed host path.
@@ -405,5 +445,39 @@ mod tests {
             host.stat(&allow, "/usr/lib/libnone.so"),
             Err(HostError::NotFound("/usr/lib/libnone.so".into()))
         );
+    }
+
+    #[test]
+    fn glob_lists_directories_inside_the_root_even_through_absolute_links() {
+        // The fake root's /opt/vendor is an absolute link to /real. A plain
+        // glob would list the machine's /real; the host root's view lists
+        // the root's own /real.
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("libleak.so"), b"").unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("opt")).unwrap();
+        std::fs::create_dir_all(root.join("real")).unwrap();
+        std::fs::write(root.join("real/libinside.so"), b"").unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("opt/vendor")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), root.join("opt/other")).unwrap();
+        std::fs::create_dir_all(root.join(outside.path().strip_prefix("/").unwrap())).unwrap();
+        std::fs::write(
+            root.join(outside.path().strip_prefix("/").unwrap())
+                .join("libinside.so"),
+            b"",
+        )
+        .unwrap();
+
+        let host = HostFs::open(root).unwrap();
+        let allow = AllowList::new(&["/opt/*/lib*.so".into()]).unwrap();
+        assert_eq!(
+            host.glob(&allow, "/opt/*/lib*.so").unwrap(),
+            vec!["/opt/other/libinside.so", "/opt/vendor/libinside.so"]
+        );
+        assert!(matches!(
+            host.glob(&allow, "/opt/**/lib*.so"),
+            Err(HostError::Invalid { .. })
+        ));
     }
 }

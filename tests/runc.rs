@@ -512,3 +512,33 @@ fn the_onload_policy_gives_a_runc_container_its_devices_libraries_and_tools() {
         "{listed}"
     );
 }
+
+#[test]
+fn a_bound_vendor_directory_keeps_its_soname_links_working() {
+    // The XRT policy binds /opt/xilinx/xrt whole. Its lib/ is soname links
+    // to versioned files; a nosymfollow mount would make every one of them
+    // fail with ELOOP in the container.
+    let Some(runc) = runc() else { return };
+    let host = fake_host("xilinx");
+    let bundle = Bundle::new(
+        host.path(),
+        &["XILINX_VISIBLE_DEVICES=0"],
+        "stat -c '%n %t:%T' /dev/dri/renderD129 /dev/xclmgmt15104; \
+         cat /dev/dri/renderD129 2>&1; \
+         readlink /opt/xilinx/xrt/lib/libxrt_coreutil.so.2; \
+         cat /opt/xilinx/xrt/lib/libxrt_coreutil.so.2 > /dev/null && echo link-followed; \
+         test -e /dev/dri/renderD130 && echo unselected-present; \
+         echo x 2>&1 > /opt/xilinx/xrt/setup.sh || echo write-refused",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // 226:129 and 238:0 in hex.
+    assert!(out.contains("/dev/dri/renderD129 e2:81"), "{out}");
+    assert!(out.contains("/dev/xclmgmt15104 ee:0"), "{out}");
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(out.contains("libxrt_coreutil.so.2.16.204\n"), "{out}");
+    assert!(out.contains("link-followed"), "{out}");
+    assert!(!out.contains("unselected-present"), "{out}");
+    assert!(out.contains("write-refused"), "{out}");
+}

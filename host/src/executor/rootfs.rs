@@ -113,13 +113,20 @@ impl Rootfs {
         Ok(true)
     }
 
-    /// Remounts the bind mount at `at` read-only, nosuid, nodev and
-    /// nosymfollow. (A detached mount cannot be remounted, and rustix has no
+    /// Remounts the bind mount at `at` read-only, nosuid and nodev, and a
+    /// file's also nosymfollow. A directory's symlinks must keep working:
+    /// a vendor tree such as /opt/xilinx/xrt is full of soname links, and
+    /// they resolve inside the container's root like any of its own. (A
+    /// detached mount cannot be remounted, and rustix has no
     /// mount_setattr, hence after attaching.)
-    fn read_only(&self, at: &Path) -> Result<(), String> {
+    fn read_only(&self, at: &Path, directory: bool) -> Result<(), String> {
         use nix::mount::MsFlags;
         // nix lacks MS_NOSYMFOLLOW (Linux 5.10): its value is 256.
-        let nosymfollow = MsFlags::from_bits_retain(256);
+        let nosymfollow = if directory {
+            MsFlags::empty()
+        } else {
+            MsFlags::from_bits_retain(256)
+        };
         let mounted = self
             .root
             .resolve_nofollow(at)
@@ -263,7 +270,7 @@ impl Container for Rootfs {
                 )
                 .map_err(|e| format!("move_mount: {e}"))?;
                 created.mounted = true;
-                self.read_only(at)
+                self.read_only(at, directory)
             }),
             Node::Ldconfig { binary, dirs } => self.ldconfig(&binary, &dirs),
         };

@@ -39,15 +39,7 @@ impl Default for Settings {
 impl Settings {
     fn parse(json: &str) -> Result<Self, String> {
         let settings: Settings = hookhost_plugin::parse_settings(json)?;
-        if let Some(dir) = settings
-            .library_dirs
-            .iter()
-            .find(|d| !d.starts_with('/') || d.ends_with('/'))
-        {
-            return Err(format!(
-                "invalid settings: library-dirs: `{dir}` is not an absolute path without a trailing /"
-            ));
-        }
+        hookhost_plugin::check_dirs("library-dirs", &settings.library_dirs)?;
         Ok(settings)
     }
 }

@@ -50,14 +50,7 @@ impl Settings {
             ("binary-dirs", &settings.binary_dirs),
         ];
         for (field, dirs) in all {
-            if let Some(dir) = dirs
-                .iter()
-                .find(|d| !d.starts_with('/') || d.ends_with('/'))
-            {
-                return Err(format!(
-                    "invalid settings: {field}: `{dir}` is not an absolute path without a trailing /"
-                ));
-            }
+            hookhost_plugin::check_dirs(field, dirs)?;
         }
         Ok(settings)
     }

@@ -79,14 +79,7 @@ impl Settings {
             ("library-dirs", &settings.library_dirs),
             ("binary-dirs", &settings.binary_dirs),
         ] {
-            if let Some(dir) = dirs
-                .iter()
-                .find(|d| !d.starts_with('/') || d.ends_with('/'))
-            {
-                return Err(format!(
-                    "invalid settings: {field}: `{dir}` is not an absolute path without a trailing /"
-                ));
-            }
+            hookhost_plugin::check_dirs(field, dirs)?;
         }
         Ok(settings)
     }

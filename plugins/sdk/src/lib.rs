@@ -118,6 +118,21 @@ pub fn parse_settings<T: DeserializeOwned>(json: &str) -> Result<T, String> {
     serde_json::from_str(json).map_err(|e| format!("invalid settings: {e}"))
 }
 
+/// Checks a settings list of host directories (`field` names it in the
+/// error): each must be absolute, without a trailing `/`, so that
+/// `format!("{dir}/{file}")` is a clean path the allow-list can match.
+pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
+    match dirs
+        .iter()
+        .find(|d| !d.starts_with('/') || d.ends_with('/'))
+    {
+        Some(dir) => Err(format!(
+            "invalid settings: {field}: `{dir}` is not an absolute path without a trailing /"
+        )),
+        None => Ok(()),
+    }
+}
+
 /// The container being started, read-only.
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{

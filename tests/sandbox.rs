@@ -106,6 +106,32 @@ fn a_component_for_another_wit_major_version_is_refused_by_name() {
     );
 }
 
+#[test]
+fn a_plugin_built_against_an_earlier_0_1_release_still_loads_and_works() {
+    // `previous` imports hookhost:policy/*@0.1.0; this host provides 0.1.1.
+    let plugins = plugin_dir(
+        "previous",
+        "previous",
+        r#"{"activation": {"always": true}, "allow": ["/dev/null"]}"#,
+    );
+    let bundle = bundle(&config_with_env(&["PREVIOUS_DEVICE=/dev/null"]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let device = &plan["devices"][0];
+    assert_eq!(device["host-path"], "/dev/null");
+    assert_eq!(
+        (device["major"].as_u64(), device["minor"].as_u64()),
+        (Some(1), Some(3))
+    );
+}
+
 fn with_wasm_bytes(bytes: &[u8]) -> String {
     let plugins = tempfile::tempdir().unwrap();
     std::fs::write(plugins.path().join("odd.wasm"), bytes).unwrap();

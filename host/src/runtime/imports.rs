@@ -153,6 +153,44 @@ impl container::Host for PluginState {
         Ok(self.ctx.getenv(&name).map(str::to_string))
     }
 
+    fn environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+        Ok(self
+            .ctx
+            .env
+            .iter()
+            .map(|entry| match entry.split_once('=') {
+                Some((name, value)) => (name.to_string(), value.to_string()),
+                None => (entry.clone(), String::new()),
+            })
+            .collect())
+    }
+
+    fn spec_devices(&mut self) -> wasmtime::Result<Vec<types::SpecDevice>> {
+        use oci_spec::runtime::LinuxDeviceType;
+        let listed = self
+            .ctx
+            .spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.devices().as_ref());
+        // The spec's numbers are i64; a value no device can have reads as 0.
+        let number = |n: i64| u32::try_from(n).unwrap_or(0);
+        Ok(listed
+            .into_iter()
+            .flatten()
+            .map(|d| types::SpecDevice {
+                path: d.path().display().to_string(),
+                kind: match d.typ() {
+                    LinuxDeviceType::B => types::FileKind::BlockDevice,
+                    LinuxDeviceType::P => types::FileKind::Fifo,
+                    _ => types::FileKind::CharDevice,
+                },
+                major: number(d.major()),
+                minor: number(d.minor()),
+            })
+            .collect())
+    }
+
     fn annotation(&mut self, key: String) -> wasmtime::Result<Option<String>> {
         Ok(self.ctx.annotations.get(&key).cloned())
     }

@@ -41,7 +41,7 @@ pub use bindings::exports::hookhost::policy::policy::PluginInfo;
 
 /// The WIT package this host implements.
 pub const WIT_PACKAGE: &str = "hookhost:policy";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 0);
+pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 1);
 
 const TICK: Duration = Duration::from_millis(1);
 

@@ -52,7 +52,7 @@ pub mod bindings {
         pub_export_macro: true,
         default_bindings_module: "hookhost_plugin::bindings",
         // Our own error type, for a readable Display.
-        with: { "hookhost:policy/types@0.1.0/error": crate::Error },
+        with: { "hookhost:policy/types@0.1.1/error": crate::Error },
     });
 }
 
@@ -136,10 +136,10 @@ pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
 /// The container being started, read-only.
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{
-        annotation, annotations, args, current_stage, env_match, getenv, gid_mappings, id,
-        rootfs_readonly, uid_mappings,
+        annotation, annotations, args, current_stage, env_match, environment, getenv,
+        gid_mappings, id, rootfs_readonly, spec_devices, uid_mappings,
     };
-    pub use crate::bindings::hookhost::policy::types::{IdMapping, Stage};
+    pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, Stage};
 }
 
 /// The host, seen through the plugin's allow-list and under the host root.

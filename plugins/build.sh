@@ -64,7 +64,7 @@ for app in "$repo"/plugins/*/app.py; do
     install_file "$dir/$name.json" "$out/plugins.d/$name.json"
 done
 
-for test_plugin in hostile future previous; do
+for test_plugin in hostile future previous scripted; do
     install_file "$built/hookhost_$test_plugin.wasm" "$out/test-plugins/$test_plugin.wasm"
 done
 

@@ -23,6 +23,10 @@
 //! | `region2` (D5005)  | `dfl-fme.1`        | `bfac4d85…` | `dfl-port.1`        | `f7df405c…`          |
 //! | `region4` (N3000)  | `dfl-fme.2`        | `69528db6…` | `dfl-port.2`        | `d8424dc4…` (NLB0)   |
 //! | `intel-fpga-dev.0` | `intel-fpga-fme.0` | `9926ab6d…` | `intel-fpga-port.0` | `d8424dc4…` (NLB0)   |
+//!
+//! `hosts/intel-fpga-twins` has the two D5005 of `hosts/intel-fpga`
+//! (`region0`, `region2`), both running NLB0, so that one pair fits either
+//! port: `dfl-port.0` (508:0) unless the spec allocates `dfl-port.1` (508:1).
 
 use crate::common::*;
 
@@ -169,4 +173,49 @@ fn intel_a_region_without_its_afu_fails() {
 #[test]
 fn intel_a_host_without_the_driver_fails_clearly() {
     intel("no-driver");
+}
+
+#[test]
+fn intel_pair_numbers_may_have_gaps() {
+    // FPGA_REGION_1 / FPGA_AFU_1 and FPGA_REGION_3 / FPGA_AFU_3, no 2.
+    intel("gap");
+}
+
+#[test]
+fn intel_pairs_numbered_past_nine_are_taken_in_numeric_order() {
+    // Listed 10, 2, 1 in the spec; 1, 2, 10 in the plan (as text: 1, 10, 2).
+    intel("past-nine");
+}
+
+#[test]
+fn intel_a_malformed_pair_number_fails_naming_the_variable() {
+    intel("malformed-number");
+}
+
+#[test]
+fn intel_without_the_annotation_pairs_not_numbered_from_one_leave_the_plugin_inactive() {
+    // Activation flags name exact variables: FPGA_REGION_2 alone is unseen.
+    intel("not-from-one");
+}
+
+#[test]
+fn intel_the_region_mode_annotation_activates_pairs_not_numbered_from_one() {
+    intel("region-mode");
+}
+
+#[test]
+fn intel_ports_allocated_in_the_spec_are_the_only_candidates() {
+    // dfl-port.0 fits as well and comes first; the spec allocates dfl-port.1.
+    intel("allocated-port");
+}
+
+#[test]
+fn intel_a_pair_no_allocated_port_fits_fails_listing_the_allocated_ports() {
+    // The host's dfl-port.0 would fit; the spec allocates dfl-port.1 and .2.
+    intel("allocated-ports-mismatch");
+}
+
+#[test]
+fn intel_spec_devices_that_are_not_fpga_ports_leave_every_host_port_a_candidate() {
+    intel("unrelated-spec-devices");
 }

@@ -4,17 +4,23 @@
 //! interface ID and that runs that AFU; the container gets its node
 //! (`/dev/dfl-port.N`, or `/dev/intel-fpga-port.N` with the older driver).
 //!
+//! The pairs are read from the whole environment, in pair number order
+//! (gaps allowed). When the spec's `linux.devices` already lists FPGA ports
+//! (Intel's device plugin in `region` mode allocated them), only those are
+//! candidates, as with Intel's hook; otherwise every port of the host is.
+//!
 //! Unlike Intel's hook, this policy never programs an FPGA: a port must
 //! already run the AFU asked for.
 
 mod select;
 mod sysfs;
 
+use hookhost_plugin::host::FileKind;
 use hookhost_plugin::inject::Device;
-use hookhost_plugin::{container, host, log, PluginInfo, Policy};
+use hookhost_plugin::{container, host, log, Error, PluginInfo, Policy};
 use serde::Deserialize;
 
-use select::{AFU_PREFIX, REGION_PREFIX};
+use select::{Allocated, CharNode, AFU_PREFIX, REGION_PREFIX};
 
 /// The manifest's `settings`.
 #[derive(Debug, Default, Deserialize)]
@@ -64,7 +70,7 @@ impl Policy for IntelFpga {
 
     fn apply() -> Result<(), String> {
         let settings = Settings::parse(&host::settings())?;
-        let requests = select::requests(container::getenv)?;
+        let requests = select::requests(&container::environment())?;
         if requests.is_empty() {
             log::debug!("no {REGION_PREFIX}N / {AFU_PREFIX}N pair: nothing to inject");
             return Ok(());
@@ -83,15 +89,23 @@ impl Policy for IntelFpga {
                 classes.join(" or ")
             ));
         }
-        let assigned = select::assign(&requests, &fpgas)?;
+        let allocated = allocated_ports(&fpgas)?;
+        if !allocated.is_empty() {
+            let paths: Vec<&str> = allocated.iter().map(|a| a.path.as_str()).collect();
+            log::debug!(
+                "the spec allocates FPGA ports, the only candidates: {}",
+                paths.join(", ")
+            );
+        }
+        let assigned = select::assign(&requests, &fpgas, &allocated)?;
         let mut fmes: Vec<&str> = Vec::new();
         for (request, (fpga, port)) in requests.iter().zip(&assigned) {
             log::debug!(
-                "{REGION_PREFIX}{n} / {AFU_PREFIX}{n}: {} on {} ({} driver)",
+                "{}: {} on {} ({} driver)",
+                request.pair(),
                 port.name,
                 fpga.name,
-                fpga.driver,
-                n = request.n
+                fpga.driver
             );
             node(&port.name)?;
             if settings.fme && !fmes.contains(&fpga.fme.as_str()) {
@@ -101,6 +115,41 @@ impl Policy for IntelFpga {
         }
         Ok(())
     }
+}
+
+/// The FPGA ports that the spec's `linux.devices` gives the container (see
+/// [`select::allocated`]); none when it lists no port. The host's port
+/// nodes are stat'ed for their device numbers only when the spec lists
+/// character devices.
+fn allocated_ports(fpgas: &[sysfs::Fpga]) -> Result<Vec<Allocated>, String> {
+    let spec: Vec<CharNode> = container::spec_devices()
+        .into_iter()
+        .filter(|d| d.kind == FileKind::CharDevice)
+        .map(|d| CharNode {
+            path: d.path,
+            major: d.major,
+            minor: d.minor,
+        })
+        .collect();
+    if spec.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut ports = Vec::new();
+    for port in fpgas.iter().flat_map(|f| &f.ports) {
+        let path = sysfs::node(&port.name);
+        match host::stat(&path) {
+            Ok(stat) if stat.kind == FileKind::CharDevice => ports.push(CharNode {
+                path,
+                major: stat.major,
+                minor: stat.minor,
+            }),
+            // No spec device can match it (requesting it would fail too).
+            Ok(_) => log::debug!("{path} is not a character device"),
+            Err(Error::NotFound(_)) => log::debug!("{path} does not exist"),
+            Err(e) => return Err(format!("{path}: {e}")),
+        }
+    }
+    Ok(select::allocated(&spec, &ports))
 }
 
 /// The node of an FME or port; the host stats it for its major:minor.
@@ -164,12 +213,18 @@ mod tests {
         assert_eq!(allowed, expected);
     }
 
-    /// The manifest runs the plugin when the first pair has either variable.
+    /// The manifest runs the plugin when the first pair has either variable
+    /// (activation flags name exact variables: no prefix, no pattern), or
+    /// when Intel's device plugin in `region` mode annotates the container,
+    /// whatever its pairs' numbers.
     #[test]
-    fn manifest_activates_on_the_first_pair() {
+    fn manifest_activates_on_the_first_pair_or_the_region_mode_annotation() {
         assert_eq!(
             manifest()["activation"],
-            serde_json::json!({ "env": [format!("{REGION_PREFIX}1"), format!("{AFU_PREFIX}1")] })
+            serde_json::json!({
+                "env": [format!("{REGION_PREFIX}1"), format!("{AFU_PREFIX}1")],
+                "annotations": { r"com\.intel\.fpga\.mode": r"fpga\.intel\.com/region" },
+            })
         );
     }
 }

@@ -136,8 +136,8 @@ pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
 /// The container being started, read-only.
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{
-        annotation, annotations, args, current_stage, env_match, environment, getenv,
-        gid_mappings, id, rootfs_readonly, spec_devices, uid_mappings,
+        annotation, annotations, args, current_stage, env_match, environment, getenv, gid_mappings,
+        id, rootfs_readonly, spec_devices, uid_mappings,
     };
     pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, Stage};
 }

@@ -47,7 +47,9 @@ impl Bundle {
         }
         std::fs::copy("/bin/busybox", rootfs.join("bin/busybox"))
             .expect("busybox-static is needed: apt-get install busybox-static");
-        for tool in ["sh", "ls", "cat", "readlink", "echo", "test", "stat"] {
+        for tool in [
+            "sh", "ls", "cat", "readlink", "echo", "test", "stat", "grep",
+        ] {
             std::os::unix::fs::symlink("busybox", rootfs.join("bin").join(tool)).unwrap();
         }
         let audit = dir.path().join("audit.log");
@@ -91,6 +93,21 @@ impl Bundle {
 
     fn rootfs(&self) -> PathBuf {
         self.dir.path().join("rootfs")
+    }
+
+    /// Points the hook at `ldconfig` and gives the hook `env`, none of
+    /// which may reach ldconfig.
+    fn hook_ldconfig(&self, ldconfig: &Path, env: &[&str]) {
+        let path = self.dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let hook = &mut config["hooks"]["prestart"][0];
+        hook["args"]
+            .as_array_mut()
+            .unwrap()
+            .extend(["--ldconfig".into(), ldconfig.display().to_string().into()]);
+        hook["env"] = serde_json::json!(env);
+        std::fs::write(&path, config.to_string()).unwrap();
     }
 
     /// `runc run`: the container's output and whether it started.
@@ -541,4 +558,206 @@ fn a_bound_vendor_directory_keeps_its_soname_links_working() {
     assert!(out.contains("link-followed"), "{out}");
     assert!(!out.contains("unselected-present"), "{out}");
     assert!(out.contains("write-refused"), "{out}");
+}
+
+/// A fake host ldconfig: a shell script running `body`, called with
+/// `-X -r ROOTFS DIR...` (so `$3` is the rootfs).
+fn fake_ldconfig(body: &str) -> (tempfile::TempDir, PathBuf) {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ldconfig");
+    std::fs::write(&path, format!("#!/bin/sh\n{body}\n")).unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    (dir, path)
+}
+
+/// The soft and hard values of one line of /proc/PID/limits.
+fn limit<'a>(limits: &'a str, name: &str) -> Vec<&'a str> {
+    let line = limits
+        .lines()
+        .find(|l| l.starts_with(name))
+        .unwrap_or_else(|| panic!("no `{name}` in\n{limits}"));
+    line[name.len()..].split_whitespace().take(2).collect()
+}
+
+#[test]
+fn ldconfig_runs_as_pid_1_of_its_own_namespaces_under_limits() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    // It records where it ran into the rootfs it is given (no chroot: the
+    // fake ignores -r), from the namespaces and limits it was started in.
+    let (_fake_dir, fake) = fake_ldconfig(
+        r#"{
+  echo "args $*"
+  echo "pid $$"
+  for ns in pid mnt net ipc uts; do echo "ns $ns $(readlink /proc/self/ns/$ns)"; done
+  grep NoNewPrivs /proc/self/status
+  cat /proc/self/limits
+  echo env-start; env; echo env-end
+} > "$3/ldconfig-report""#,
+    );
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "echo container-mnt $(readlink /proc/self/ns/mnt)",
+    );
+    bundle.hook_ldconfig(&fake, &["HOOKHOST_CANARY=leaked"]);
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    let report = std::fs::read_to_string(bundle.rootfs().join("ldconfig-report"))
+        .unwrap_or_else(|e| panic!("the fake ldconfig did not run ({e}):\n{out}"));
+
+    let rootfs = bundle.rootfs().display().to_string();
+    assert!(
+        report.contains(&format!("args -X -r {rootfs} /usr/lib/x86_64-linux-gnu\n")),
+        "{report}"
+    );
+    // PID 1 of a pid namespace of its own: everything it starts dies with it.
+    assert!(report.contains("pid 1\n"), "{report}");
+    // Every namespace is new: not the host's (the hook's, at prestart) ...
+    for ns in ["pid", "mnt", "net", "ipc", "uts"] {
+        let host_ns = std::fs::read_link(format!("/proc/self/ns/{ns}")).unwrap();
+        let line = format!("ns {ns} ");
+        let theirs = report
+            .lines()
+            .find_map(|l| l.strip_prefix(&line))
+            .unwrap_or_else(|| panic!("no {ns} namespace in\n{report}"));
+        assert!(theirs.starts_with(&format!("{ns}:[")), "{report}");
+        assert_ne!(theirs, host_ns.to_str().unwrap(), "{ns}:\n{report}");
+    }
+    // ... and the mount namespace not the container's either.
+    let container_mnt = out
+        .lines()
+        .find_map(|l| l.strip_prefix("container-mnt "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        !report.contains(&format!("ns mnt {container_mnt}\n")),
+        "ldconfig ran in the container's mount namespace ({container_mnt}):\n{report}"
+    );
+    assert!(report.contains("NoNewPrivs:\t1\n"), "{report}");
+    for (name, value) in [
+        ("Max cpu time", "10"),
+        ("Max file size", "134217728"),
+        ("Max data size", "1073741824"),
+        ("Max core file size", "0"),
+        ("Max open files", "256"),
+        ("Max address space", "4294967296"),
+    ] {
+        assert_eq!(limit(&report, name), [value, value], "{name}:\n{report}");
+    }
+    // An empty environment: only what sh sets itself.
+    let env = report
+        .split("env-start\n")
+        .nth(1)
+        .and_then(|r| r.split("env-end\n").next())
+        .unwrap();
+    for var in env.lines() {
+        assert!(
+            ["PWD=", "SHLVL=", "_="].iter().any(|p| var.starts_with(p)),
+            "{var} reached ldconfig:\n{report}"
+        );
+    }
+}
+
+#[test]
+fn a_failing_ldconfig_fails_the_hook_and_leaves_nothing_behind() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let (_fake_dir, fake) =
+        fake_ldconfig("echo 'fake ldconfig: cannot write the cache' >&2; exit 1");
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    bundle.hook_ldconfig(&fake, &[]);
+    let before = snapshot(&bundle.rootfs());
+    let (ok, out) = bundle.run(&runc);
+    assert!(!ok, "the hook must fail:\n{out}");
+    assert!(
+        out.contains("plugin `nvidia`: ldconfig /etc/ld.so.cache: "),
+        "{out}"
+    );
+    assert!(
+        out.contains("fake ldconfig: cannot write the cache"),
+        "ldconfig's own words:\n{out}"
+    );
+    assert_eq!(
+        snapshot(&bundle.rootfs()),
+        before,
+        "the rootfs was left changed:\n{out}"
+    );
+    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
+    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ok"], false);
+    let actions = record["actions"].as_array().unwrap();
+    assert!(actions.iter().all(|a| a["outcome"] != "done"), "{record}");
+    assert!(actions
+        .iter()
+        .any(|a| a["action"] == "ldconfig" && a["outcome"] == "failed"));
+}
+
+#[test]
+fn a_hanging_ldconfig_is_killed_and_the_hook_fails_cleanly() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let (_fake_dir, fake) = fake_ldconfig("sleep 60");
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    bundle.hook_ldconfig(&fake, &[]);
+    let before = snapshot(&bundle.rootfs());
+    let start = std::time::Instant::now();
+    let (ok, out) = bundle.run(&runc);
+    let took = start.elapsed();
+    assert!(!ok, "the hook must fail:\n{out}");
+    assert!(
+        out.contains(&format!("{} killed after 10 s", fake.display())),
+        "{out}"
+    );
+    assert!(took.as_secs() < 30, "took {took:?}:\n{out}");
+    assert_eq!(snapshot(&bundle.rootfs()), before, "{out}");
+}
+
+#[test]
+fn copies_directories_and_links_are_the_containers_own() {
+    // The scripted test plugin asks for a copy (not a bind), a directory
+    // and a symlink: the kinds of request the vendor policies here do not
+    // make.
+    let Some(runc) = runc() else { return };
+    let host = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(host.path().join("etc")).unwrap();
+    let conf = host.path().join("etc/foo.conf");
+    std::fs::write(&conf, "setting=1\n").unwrap();
+    std::fs::set_permissions(&conf, std::os::unix::fs::PermissionsExt::from_mode(0o640)).unwrap();
+    let requests = serde_json::json!({"requests": [
+        {"copy": {"host": "/etc/foo.conf", "container": "/etc/foo.conf"}},
+        {"make-dir": {"container": "/var/lib/foo", "mode": 0o700}},
+        {"symlink": {"target": "foo.conf", "container": "/etc/foo.link"}},
+    ]});
+    let manifest = serde_json::json!({
+        "activation": {"env": ["SCRIPTED"]},
+        "allow": ["/etc/foo.conf"],
+        "settings": requests,
+    });
+    let plugins = plugin_dir("scripted", "scripted", &manifest.to_string());
+    let bundle = Bundle::with_plugins(
+        plugins.path(),
+        host.path(),
+        &["SCRIPTED=1"],
+        "stat -c 'conf %a %u:%g' /etc/foo.conf; cat /etc/foo.link; \
+         grep -c foo.conf /proc/self/mountinfo; \
+         echo more >> /etc/foo.conf && echo appended; \
+         stat -c 'dir %a' /var/lib/foo",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(out.contains("conf 640 0:0"), "the mode is kept:\n{out}");
+    assert!(out.contains("setting=1\n"), "the link resolves:\n{out}");
+    assert!(out.contains("\n0\n"), "a copy is not a mount:\n{out}");
+    assert!(out.contains("appended"), "the copy is writable:\n{out}");
+    assert!(out.contains("dir 700"), "{out}");
+    assert_eq!(
+        std::fs::read_to_string(&conf).unwrap(),
+        "setting=1\n",
+        "the host's file is untouched"
+    );
+    assert_eq!(
+        std::fs::read_to_string(bundle.rootfs().join("etc/foo.conf")).unwrap(),
+        "setting=1\nmore\n"
+    );
 }

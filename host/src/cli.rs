@@ -67,6 +67,21 @@ enum Command {
     Prestart(HookArgs),
     /// The same as `prestart`, as a createRuntime hook.
     CreateRuntime(HookArgs),
+    /// Internal: the executor runs the host's ldconfig through this, in new
+    /// namespaces and under resource limits (see executor::ldconfig).
+    #[command(name = executor::ldconfig::COMMAND, hide = true)]
+    LdconfigSandbox(LdconfigSandboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct LdconfigSandboxArgs {
+    /// The host's ldconfig, by absolute path.
+    #[arg(long, value_name = "PATH")]
+    ldconfig: PathBuf,
+    /// The container's rootfs (ldconfig's `-r`).
+    rootfs: PathBuf,
+    /// The library directories, as paths inside the rootfs.
+    dirs: Vec<String>,
 }
 
 #[derive(Debug, Args)]
@@ -146,6 +161,11 @@ impl Cli {
             Command::Plugins(PluginsCommand::Compile { names }) => plugins_compile(&global, &names),
             Command::Prestart(args) => hook(&global, args, Stage::Prestart),
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
+            Command::LdconfigSandbox(args) => Ok(executor::ldconfig::sandbox(
+                &args.ldconfig,
+                &args.rootfs,
+                &args.dirs,
+            )),
         }
     }
 }
@@ -175,7 +195,7 @@ impl Global {
 
     fn runtime(&self) -> anyhow::Result<Runtime> {
         let host = HostFs::open(&self.host_root)?;
-        Runtime::new(host, self.cache()?)
+        Ok(Runtime::new(host, self.cache()?))
     }
 }
 

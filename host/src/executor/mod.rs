@@ -9,7 +9,8 @@
 //! 2. Allow the devices in the container's device cgroup (host side).
 //! 3. In a thread of its own that has entered the container's mount
 //!    namespace, create directories, device nodes, files and symlinks inside
-//!    the rootfs, every path resolved with `RESOLVE_IN_ROOT` (see [`rootfs`]).
+//!    the rootfs, every path resolved with `RESOLVE_IN_ROOT` (see [`rootfs`]);
+//!    last, the host's ldconfig in a sandbox of its own (see [`ldconfig`]).
 //! 4. On any failure, undo what was done in reverse order, and fail with one
 //!    message that names the plugin, the request and the path.
 //!
@@ -17,6 +18,7 @@
 //! checklist itself is tested with a recording fake.
 
 pub mod cgroup;
+pub mod ldconfig;
 mod namespace;
 pub mod rootfs;
 

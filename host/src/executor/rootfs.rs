@@ -146,36 +146,11 @@ impl Rootfs {
         .map_err(|e| format!("making the bind mount read-only: {e}"))
     }
 
-    /// Runs the host's ldconfig on the rootfs. `-r` makes ldconfig chroot
-    /// into the rootfs before it reads a single file of the image, so the
-    /// image's ld.so.conf, links and libraries are all seen from inside;
-    /// the environment is empty (no LD_PRELOAD or PATH from anyone), the
-    /// binary is the host's, named by absolute path. `-X`: the plan made the
-    /// links it wanted, ldconfig only writes the cache.
+    /// Runs the host's ldconfig on the rootfs, in a sandbox of its own
+    /// (namespaces, limits, empty environment, its own chroot into the
+    /// rootfs): see [`super::ldconfig`].
     fn ldconfig(&self, binary: &Path, dirs: &[String]) -> Result<(), String> {
-        if !binary.is_absolute() {
-            return Err(format!("{} is not an absolute path", binary.display()));
-        }
-        let out = std::process::Command::new(binary)
-            .arg("-X")
-            .arg("-r")
-            .arg(&self.path)
-            .args(dirs)
-            .env_clear()
-            .current_dir("/")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .map_err(|e| format!("running {}: {e}", binary.display()))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "{} failed ({}): {}",
-                binary.display(),
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
+        super::ldconfig::run(binary, &self.path, dirs)
     }
 
     fn mount_point(&self, at: &Path, directory: bool) -> Result<bool, String> {

@@ -13,7 +13,7 @@ mod imports;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use wasmtime::component::{Component, HasSelf, Linker};
@@ -57,6 +57,8 @@ pub struct PluginError {
 
 #[derive(Debug, thiserror::Error)]
 pub enum Failure {
+    #[error("the WebAssembly engine could not start: {0}")]
+    Engine(String),
     #[error("is an oci-injector-hook config, which the host runs itself, not a component")]
     NotAComponent,
     #[error("cannot read it: {0}")]
@@ -83,33 +85,57 @@ pub enum Failure {
     Refused { call: &'static str, message: String },
 }
 
-/// The engine and everything shared by all plugins of one run.
+/// Everything shared by all plugins of one run. The engine is started on
+/// the first plugin that runs: most containers activate none (the NVIDIA
+/// hook on a container without GPUs), and starting wasmtime is a large part
+/// of a hook's run (docs/benchmarks.md).
 pub struct Runtime {
-    engine: Engine,
-    linker: Linker<PluginState>,
     cache: Option<Cache>,
     host: Arc<HostFs>,
+    engine: OnceLock<Result<Wasmtime, String>>,
+}
+
+/// The engine, the linker with every host interface, and the epoch ticker.
+struct Wasmtime {
+    engine: Engine,
+    linker: Linker<PluginState>,
     ticker: Ticker,
+}
+
+impl Wasmtime {
+    fn start() -> Result<Self, String> {
+        let mut config = Config::new();
+        config.epoch_interruption(true);
+        let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+            .and_then(|()| bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .map_err(|e| format!("linking the host interfaces: {e:#}"))?;
+        let ticker = Ticker::start(engine.clone());
+        Ok(Wasmtime {
+            engine,
+            linker,
+            ticker,
+        })
+    }
 }
 
 impl Runtime {
     /// `cache`: where precompiled plugins are kept; `None` compiles every time.
-    pub fn new(host: HostFs, cache: Option<Cache>) -> anyhow::Result<Self> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        let engine = Engine::new(&config).map_err(|e| anyhow::anyhow!("{e:#}"))?;
-        let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
-            .map_err(|e| anyhow::anyhow!("linking the host interfaces: {e:#}"))?;
-        let ticker = Ticker::start(engine.clone());
-        Ok(Runtime {
-            engine,
-            linker,
+    pub fn new(host: HostFs, cache: Option<Cache>) -> Self {
+        Runtime {
             cache,
             host: Arc::new(host),
-            ticker,
-        })
+            engine: OnceLock::new(),
+        }
+    }
+
+    /// The engine, started on first use.
+    fn wasmtime(&self) -> Result<&Wasmtime, Failure> {
+        self.engine
+            .get_or_init(Wasmtime::start)
+            .as_ref()
+            .map_err(|e| Failure::Engine(e.clone()))
     }
 
     pub fn host(&self) -> &Arc<HostFs> {
@@ -131,14 +157,15 @@ impl Runtime {
             Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => return Err(fail(Failure::CoreModule)),
             _ => return Err(fail(Failure::NotWasm)),
         }
+        let engine = &self.wasmtime().map_err(fail)?.engine;
         let (component, compiled) = match &self.cache {
-            Some(cache) => cache.load_or_compile(&self.engine, &wasm),
-            None => Component::new(&self.engine, &wasm)
+            Some(cache) => cache.load_or_compile(engine, &wasm),
+            None => Component::new(engine, &wasm)
                 .map(|c| (c, true))
                 .map_err(LoadError::Compile),
         }
         .map_err(|e| fail(Failure::Load(e)))?;
-        check_version(&self.engine, &component).map_err(fail)?;
+        check_version(engine, &component).map_err(fail)?;
         Ok((component, compiled))
     }
 
@@ -150,10 +177,12 @@ impl Runtime {
             path: plugin.source().to_path_buf(),
             failure: Failure::Read(e),
         })?;
+        // `load` started the engine.
+        let engine = &self.wasmtime().expect("started by load").engine;
         let entry = self
             .cache
             .as_ref()
-            .map(|c| c.entry(&self.engine, &wasm))
+            .map(|c| c.entry(engine, &wasm))
             .unwrap_or_default();
         Ok((entry, compiled))
     }
@@ -165,6 +194,7 @@ impl Runtime {
         ctx: Arc<ContainerContext>,
     ) -> Result<Instance<'r>, PluginError> {
         let (component, _) = self.load(plugin)?;
+        let wasmtime = self.wasmtime().expect("started by load");
         let wasm = component_of(plugin)?;
         let memory = usize::try_from(wasm.limits.memory_mib << 20).unwrap_or(usize::MAX);
         let state = PluginState::new(
@@ -175,18 +205,18 @@ impl Runtime {
             wasm.settings.clone(),
             memory,
         );
-        let mut store = Store::new(&self.engine, state);
+        let mut store = Store::new(&wasmtime.engine, state);
         store.limiter(|s| &mut s.memory);
         store.epoch_deadline_trap();
         let mut instance = Instance {
-            runtime: self,
+            ticker: &wasmtime.ticker,
             plugin,
             limits: wasm.limits,
             store,
             bindings: None,
         };
         let bindings = instance.guarded("instantiation", |store| {
-            bindings::Plugin::instantiate(&mut *store, &component, &self.linker)
+            bindings::Plugin::instantiate(&mut *store, &component, &wasmtime.linker)
         });
         instance.bindings = Some(bindings.map_err(|e| match e.failure {
             Failure::Trap(message) => PluginError {
@@ -201,7 +231,7 @@ impl Runtime {
 
 /// One plugin, instantiated for one container.
 pub struct Instance<'r> {
-    runtime: &'r Runtime,
+    ticker: &'r Ticker,
     plugin: &'r PluginConfig,
     limits: crate::config::Limits,
     store: Store<PluginState>,
@@ -284,7 +314,7 @@ impl Instance<'_> {
         let limit = self.limits.time_ms;
         let ticks = limit.div_ceil(TICK.as_millis() as u64).max(1);
         self.store.set_epoch_deadline(ticks);
-        let _watch = self.runtime.ticker.watch(&self.plugin.name, call, limit);
+        let _watch = self.ticker.watch(&self.plugin.name, call, limit);
         let result = f(&mut self.store);
         result.map_err(|e| {
             let failure = if self.store.data().memory.exceeded {

@@ -1,0 +1,189 @@
+//! The host's ldconfig, run on a container's rootfs in a sandbox of its own,
+//! as NVIDIA's `update-ldcache` does: ldconfig parses the image's
+//! `ld.so.conf` and every ELF file in its library directories, all of them
+//! the attacker's, as root.
+//!
+//! The executor re-executes hookhost (`/proc/self/exe`, the hook's own
+//! binary even from inside the container's mount namespace) as the hidden
+//! `ldconfig-sandbox` command, with an empty environment. That process:
+//!
+//! 1. unshares new mount, pid, ipc, network and uts namespaces;
+//! 2. makes its mount tree private, so nothing it does propagates back;
+//! 3. sets `no_new_privs` and resource limits, which ldconfig inherits;
+//! 4. spawns the host's ldconfig, PID 1 of the new pid namespace (so every
+//!    process it might leave behind dies with it), with an empty environment,
+//!    `-X -r ROOTFS DIR...`, and kills it after [`WALL_CLOCK`];
+//! 5. exits with ldconfig's status, its stderr passed straight through.
+//!
+//! Why ldconfig's own chroot (`-r`) and not `pivot_root` into the rootfs:
+//! after a pivot, executing the host's binary would load its ELF interpreter
+//! and libraries from the image (a dynamically linked ldconfig would run the
+//! image's `ld.so` as root). With `-r`, the host binary is loaded from the
+//! host first and ldconfig chroots before it opens a single image file; the
+//! image's `/etc/ld.so.conf` and libraries are only ever read from inside.
+
+use std::path::Path;
+use std::process::{Command, ExitCode, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::mount::{mount, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use nix::sys::resource::{setrlimit, Resource};
+
+/// The hidden command the executor runs instead of ldconfig.
+pub const COMMAND: &str = "ldconfig-sandbox";
+
+/// ldconfig on a large CUDA image takes well under a second; a hostile
+/// image must not hold the container start for longer than this.
+pub const WALL_CLOCK: Duration = Duration::from_secs(10);
+
+const MIB: u64 = 1024 * 1024;
+
+/// The limits ldconfig runs under (soft = hard, so it cannot raise them
+/// without CAP_SYS_RESOURCE). No RLIMIT_NPROC: root is exempt from it; the
+/// pid namespace bounds what ldconfig starts instead.
+pub const LIMITS: [(Resource, u64); 6] = [
+    // CPU seconds: the same bound as the wall clock, for a busy loop.
+    (Resource::RLIMIT_CPU, 10),
+    // Address space: ldconfig maps each library whole, one at a time, and
+    // vendor libraries (cuDNN, cuBLAS) reach 1 GiB.
+    (Resource::RLIMIT_AS, 4096 * MIB),
+    // Heap and private writable mappings: the list of libraries.
+    (Resource::RLIMIT_DATA, 1024 * MIB),
+    // The largest file it may write: the cache is a few MiB on big images.
+    (Resource::RLIMIT_FSIZE, 128 * MIB),
+    // One directory and one library open at a time, plus stdio.
+    (Resource::RLIMIT_NOFILE, 256),
+    // No core file of a crashed root process, in the rootfs or elsewhere.
+    (Resource::RLIMIT_CORE, 0),
+];
+
+/// Executor side: runs `binary` on `rootfs` for `dirs` through the sandbox.
+/// The error is one line with ldconfig's (or the sandbox's) own words.
+pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> {
+    if !binary.is_absolute() {
+        return Err(format!("{} is not an absolute path", binary.display()));
+    }
+    let out = Command::new("/proc/self/exe")
+        .arg(COMMAND)
+        .arg("--ldconfig")
+        .arg(binary)
+        .arg(rootfs)
+        .arg("--")
+        .args(dirs)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| format!("running the ldconfig sandbox (/proc/self/exe): {e}"))?;
+    if out.status.success() {
+        return Ok(());
+    }
+    let said = String::from_utf8_lossy(&out.stderr);
+    let said: Vec<&str> = said
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
+    Err(format!(
+        "{} failed ({}): {}",
+        binary.display(),
+        out.status,
+        said.join("; ")
+    ))
+}
+
+/// Sandbox side: the hidden command's body. Every failure is one line on
+/// stderr naming the operation; the exit status is ldconfig's.
+pub fn sandbox(binary: &Path, rootfs: &Path, dirs: &[String]) -> ExitCode {
+    match isolate().and_then(|()| run_ldconfig(binary, rootfs, dirs)) {
+        Ok(status) => exit_code(status),
+        Err(e) => {
+            eprintln!("ldconfig sandbox: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Steps 1 to 3, on this process: ldconfig inherits all of it.
+fn isolate() -> Result<(), String> {
+    let namespaces = CloneFlags::CLONE_NEWNS
+        | CloneFlags::CLONE_NEWPID
+        | CloneFlags::CLONE_NEWIPC
+        | CloneFlags::CLONE_NEWNET
+        | CloneFlags::CLONE_NEWUTS;
+    unshare(namespaces).map_err(|e| format!("unshare(mnt, pid, ipc, net, uts): {e}"))?;
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        MsFlags::MS_REC | MsFlags::MS_PRIVATE,
+        None::<&str>,
+    )
+    .map_err(|e| format!("making / private (MS_REC | MS_PRIVATE): {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
+    for (resource, limit) in LIMITS {
+        setrlimit(resource, limit, limit)
+            .map_err(|e| format!("setrlimit({resource:?}, {limit}): {e}"))?;
+    }
+    Ok(())
+}
+
+/// Steps 4 and 5: the host's ldconfig as PID 1 of the new pid namespace.
+fn run_ldconfig(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<ExitStatus, String> {
+    if !binary.is_absolute() || !rootfs.is_absolute() {
+        return Err(format!(
+            "{} and {} must be absolute paths",
+            binary.display(),
+            rootfs.display()
+        ));
+    }
+    let mut child = Command::new(binary)
+        // -X: the plan made the links it wanted, ldconfig only writes the
+        // cache. -r: it chroots into the rootfs before reading the image.
+        .arg("-X")
+        .arg("-r")
+        .arg(rootfs)
+        .args(dirs)
+        .env_clear()
+        .current_dir("/")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .map_err(|e| format!("running {}: {e}", binary.display()))?;
+    let start = Instant::now();
+    let mut pause = Duration::from_millis(1);
+    loop {
+        if let Some(status) = child
+            .try_wait()
+            .map_err(|e| format!("waiting for {}: {e}", binary.display()))?
+        {
+            return Ok(status);
+        }
+        if start.elapsed() >= WALL_CLOCK {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(format!(
+                "{} killed after {} s",
+                binary.display(),
+                WALL_CLOCK.as_secs()
+            ));
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// ldconfig's status as ours: its code, or 128 + the signal that ended it.
+fn exit_code(status: ExitStatus) -> ExitCode {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
+        (None, Some(signal)) => {
+            eprintln!("ldconfig sandbox: ldconfig ended by signal {signal}");
+            ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
+        }
+        (None, None) => ExitCode::FAILURE,
+    }
+}

@@ -95,6 +95,22 @@ impl Bundle {
         self.dir.path().join("rootfs")
     }
 
+    /// Runs hookhost as a createContainer hook (`create-container`)
+    /// instead of a prestart hook.
+    fn as_create_container_hook(&self) {
+        let path = self.dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let mut hook = config["hooks"]["prestart"][0].take();
+        for arg in hook["args"].as_array_mut().unwrap() {
+            if arg == "prestart" {
+                *arg = "create-container".into();
+            }
+        }
+        config["hooks"] = serde_json::json!({"createContainer": [hook]});
+        std::fs::write(&path, config.to_string()).unwrap();
+    }
+
     /// Points the hook at `ldconfig` and gives the hook `env`, none of
     /// which may reach ldconfig.
     fn hook_ldconfig(&self, ldconfig: &Path, env: &[&str]) {
@@ -760,4 +776,77 @@ fn copies_directories_and_links_are_the_containers_own() {
         std::fs::read_to_string(bundle.rootfs().join("etc/foo.conf")).unwrap(),
         "setting=1\nmore\n"
     );
+}
+
+#[test]
+fn create_container_injects_from_inside_the_containers_namespaces() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    real_library(
+        &host
+            .path()
+            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=1"],
+        "stat -c '%n %t:%T' /dev/nvidia1; cat /dev/nvidia1 2>&1; \
+         test -e /dev/nvidia0 && echo nvidia0-present; \
+         readlink /usr/lib/x86_64-linux-gnu/libcuda.so.1",
+    );
+    bundle.as_create_container_hook();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(out.contains("/dev/nvidia1 c3:1"), "{out}");
+    // ENXIO: the hook allowed the device in the container's own cgroup.
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(!out.contains("nvidia0-present"), "{out}");
+    assert!(out.contains("libcuda.so.550.54.14\n"), "{out}");
+    assert!(
+        cache_listing(&bundle).contains("libcuda.so.1 (libc6,x86-64)"),
+        "ldconfig ran from inside the container's namespaces too"
+    );
+    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
+    assert!(audit.contains(r#""stage":"create-container""#), "{audit}");
+}
+
+#[test]
+fn create_container_outside_a_container_refuses_to_touch_the_host() {
+    // Run by hand from the host's mount namespace, create-container would
+    // inject into the host's view of the rootfs: it must refuse.
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    let state = serde_json::json!({
+        "ociVersion": "1.0.2", "id": "by-hand", "status": "creating", "pid": 1,
+        "bundle": bundle.dir.path(),
+    });
+    let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .arg("--plugins-dir")
+        .arg(plugins().join("plugins.d"))
+        .arg("--host-root")
+        .arg(host.path())
+        .arg("create-container")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(state.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out)
+            .contains("is not a mount point here, so this is not a container's mount namespace"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!bundle.rootfs().join("dev/nvidia0").exists());
 }

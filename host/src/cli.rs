@@ -67,6 +67,9 @@ enum Command {
     Prestart(HookArgs),
     /// The same as `prestart`, as a createRuntime hook.
     CreateRuntime(HookArgs),
+    /// The same work as a createContainer hook: runc runs it inside the
+    /// container's mount namespace (and cgroup), before pivot_root.
+    CreateContainer(HookArgs),
     /// Internal: the executor runs the host's ldconfig through this, in new
     /// namespaces and under resource limits (see executor::ldconfig).
     #[command(name = executor::ldconfig::COMMAND, hide = true)]
@@ -161,6 +164,7 @@ impl Cli {
             Command::Plugins(PluginsCommand::Compile { names }) => plugins_compile(&global, &names),
             Command::Prestart(args) => hook(&global, args, Stage::Prestart),
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
+            Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
             Command::LdconfigSandbox(args) => Ok(executor::ldconfig::sandbox(
                 &args.ldconfig,
                 &args.rootfs,

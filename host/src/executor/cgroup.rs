@@ -35,6 +35,17 @@ impl V1 {
     /// The devices cgroup of the container whose init is `pid`, or an
     /// explanation of why there is none.
     pub fn of_pid(pid: i32) -> Result<Self, String> {
+        Self::of_process(&pid.to_string())
+    }
+
+    /// The devices cgroup hookhost itself is in: a createContainer hook is
+    /// in the container's.
+    pub fn of_self() -> Result<Self, String> {
+        Self::of_process("self")
+    }
+
+    /// `pid`: a pid, or `self`, under /proc.
+    fn of_process(pid: &str) -> Result<Self, String> {
         let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
             .map_err(|e| format!("reading /proc/{pid}/cgroup: {e}"))?;
         let mount = Path::new("/sys/fs/cgroup/devices");

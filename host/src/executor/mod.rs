@@ -28,7 +28,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::context::ContainerContext;
+use crate::context::{ContainerContext, Stage};
 use crate::hostfs::HostFs;
 use crate::plan::{self, Plan};
 
@@ -296,9 +296,11 @@ pub fn audit(log: &Path, record: &AuditRecord) -> std::io::Result<()> {
     file.write_all(&line)
 }
 
-/// Carries `plan` out in the container of `ctx` (a prestart or
-/// createRuntime hook: runc's namespaces, the container's init at
-/// `ctx.pid`). All or nothing; returns the audit actions either way.
+/// Carries `plan` out in the container of `ctx`: from a prestart or
+/// createRuntime hook (runc's namespaces, the container's init at
+/// `ctx.pid`), or from a createContainer hook (already in the container's
+/// mount namespace and cgroup). All or nothing; returns the audit actions
+/// either way.
 pub fn inject(
     plan: &Plan,
     ctx: &ContainerContext,
@@ -311,15 +313,24 @@ pub fn inject(
     };
     // 1. Check everything and open every source, still in our namespace.
     let prepared = (|| {
-        let pid = ctx.pid.ok_or_else(|| {
-            "the OCI state has no pid; run hookhost as a prestart or createRuntime hook".to_string()
-        })?;
-        let mount_ns = namespace::container_mount_ns(pid)?;
+        // A createContainer hook already runs in the container's mount
+        // namespace and cgroup; the others find them through its init.
+        let init = match ctx.stage {
+            Stage::CreateContainer => None,
+            _ => Some(ctx.pid.ok_or_else(|| {
+                "the OCI state has no pid; run hookhost as a prestart or createRuntime hook"
+                    .to_string()
+            })?),
+        };
+        let mount_ns = match init {
+            Some(pid) => namespace::container_mount_ns(pid)?,
+            None => namespace::own_mount_ns(&ctx.rootfs)?,
+        };
         let steps = prepare_steps(plan, ctx, host, ldconfig)?;
-        let cgroup = if plan.devices.is_empty() {
-            None
-        } else {
-            Some(cgroup::V1::of_pid(pid)?)
+        let cgroup = match (plan.devices.is_empty(), init) {
+            (true, _) => None,
+            (false, Some(pid)) => Some(cgroup::V1::of_pid(pid)?),
+            (false, None) => Some(cgroup::V1::of_self()?),
         };
         Ok::<_, String>((mount_ns, steps, cgroup))
     })();

@@ -6,6 +6,7 @@
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::{umask, Mode};
@@ -26,6 +27,32 @@ pub fn container_mount_ns(pid: i32) -> Result<File, String> {
         ));
     }
     Ok(ns)
+}
+
+/// Our own mount namespace, for a createContainer hook, which runc runs
+/// inside the container's. A guard against running it by hand from the
+/// host's: runc has bind-mounted the rootfs onto itself in the container's
+/// namespace by then, while on a host it is usually a plain directory. (An
+/// overlay rootfs is a mount point on the host as well, so this is a guard
+/// against a mistake, not a proof.)
+pub fn own_mount_ns(rootfs: &Path) -> Result<File, String> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    // Field 5 is the mount point (with spaces and the like octal-escaped,
+    // which a bundle path rarely has).
+    let rootfs_text = rootfs.to_string_lossy();
+    if !mountinfo
+        .lines()
+        .any(|line| line.split(' ').nth(4) == Some(&*rootfs_text))
+    {
+        return Err(format!(
+            "{} is not a mount point here, so this is not a container's mount namespace: \
+             run create-container as a createContainer hook (runc starts those inside the \
+             container's namespaces), or use prestart",
+            rootfs.display()
+        ));
+    }
+    File::open("/proc/self/ns/mnt").map_err(|e| format!("/proc/self/ns/mnt: {e}"))
 }
 
 /// Runs `work` on a new thread inside the mount namespace `ns`.

@@ -1,8 +1,6 @@
 //! The NVIDIA policy, built from `plugins/nvidia`, against the fixture cases
 //! in `tests/fixtures/nvidia/` (see `common::fixture_case`).
 
-use std::path::Path;
-
 use crate::common::*;
 
 fn run_case(name: &str) {
@@ -141,37 +139,8 @@ fn the_table_groups_requests_under_the_plugin() {
 fn the_manifest_allow_list_is_what_the_policy_uses() {
     // Narrowing the allow-list (as an administrator's override would) hides
     // the libraries from the policy: the override is honoured, not bypassed.
-    let host = fake_host("nvidia");
-    let vendor = plugins().join("plugins.d");
-    let admin = tempfile::tempdir().unwrap();
-    let mut manifest: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(Path::new(&vendor).join("nvidia.json")).unwrap(),
-    )
-    .unwrap();
-    manifest["wasm"] = vendor.join("nvidia.wasm").to_str().unwrap().into();
-    let narrowed: Vec<serde_json::Value> = manifest["allow"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| !p.as_str().unwrap().contains("/lib"))
-        .cloned()
-        .collect();
-    manifest["allow"] = narrowed.into();
-    std::fs::write(admin.path().join("nvidia.json"), manifest.to_string()).unwrap();
-
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("nvidia/all").as_os_str(),
-        "--plugins-dir".as_ref(),
-        vendor.as_os_str(),
-        "--plugins-dir".as_ref(),
-        admin.path().as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan =
+        plan_with_narrowed_allow_list("nvidia", "nvidia/all", "nvidia", |p| !p.contains("/lib"));
     assert!(!plan["devices"].as_array().unwrap().is_empty());
     assert!(
         plan["files"]

@@ -79,39 +79,9 @@ fn a_host_without_the_driver_fails_clearly() {
 fn a_narrowed_allow_list_hides_the_tools_and_profiles_but_not_onload() {
     // An administrator's override without the executables and profiles: the
     // policy does not see them, and gives the rest.
-    let host = fake_host("onload");
-    let vendor = plugins().join("plugins.d");
-    let admin = tempfile::tempdir().unwrap();
-    let mut manifest: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(vendor.join("onload.json")).unwrap())
-            .unwrap();
-    manifest["wasm"] = vendor.join("onload.wasm").to_str().unwrap().into();
-    let narrowed: Vec<serde_json::Value> = manifest["allow"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|p| {
-            let p = p.as_str().unwrap();
-            !p.contains("bin/") && !p.contains("/profiles/")
-        })
-        .cloned()
-        .collect();
-    manifest["allow"] = narrowed.into();
-    std::fs::write(admin.path().join("onload.json"), manifest.to_string()).unwrap();
-
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("onload/env").as_os_str(),
-        "--plugins-dir".as_ref(),
-        vendor.as_os_str(),
-        "--plugins-dir".as_ref(),
-        admin.path().as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--json".as_ref(),
-    ]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let plan = plan_with_narrowed_allow_list("onload", "onload/env", "onload", |p| {
+        !p.contains("bin/") && !p.contains("/profiles/")
+    });
     assert_eq!(plan["devices"].as_array().unwrap().len(), 3, "{plan}");
     let files: Vec<&str> = plan["files"]
         .as_array()

@@ -150,6 +150,22 @@ impl Bundle {
     }
 }
 
+/// After a failed run: the rootfs is as it was `before`, and the audit
+/// record says so, with no action left `done`. Returns the record.
+fn assert_all_undone(bundle: &Bundle, before: &[String], out: &str) -> serde_json::Value {
+    assert_eq!(
+        snapshot(&bundle.rootfs()),
+        before,
+        "the rootfs was left changed:\n{out}"
+    );
+    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
+    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ok"], false);
+    let actions = record["actions"].as_array().unwrap();
+    assert!(actions.iter().all(|a| a["outcome"] != "done"), "{record}");
+    record
+}
+
 /// Every path under `dir`, with its kind: to show that nothing changed.
 fn snapshot(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
@@ -310,16 +326,8 @@ fn a_failure_mid_plan_leaves_nothing_behind() {
         out.contains("plugin `nvidia`: bind /usr/bin/nvidia-smi"),
         "{out}"
     );
-    assert_eq!(
-        snapshot(&bundle.rootfs()),
-        before,
-        "the rootfs was left changed:\n{out}"
-    );
-    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
-    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
-    assert_eq!(record["ok"], false);
+    let record = assert_all_undone(&bundle, &before, &out);
     let actions = record["actions"].as_array().unwrap();
-    assert!(actions.iter().all(|a| a["outcome"] != "done"), "{record}");
     assert!(actions
         .iter()
         .any(|a| a["action"] == "cgroup-allow" && a["outcome"] == "undone"));
@@ -675,16 +683,8 @@ fn a_failing_ldconfig_fails_the_hook_and_leaves_nothing_behind() {
         out.contains("fake ldconfig: cannot write the cache"),
         "ldconfig's own words:\n{out}"
     );
-    assert_eq!(
-        snapshot(&bundle.rootfs()),
-        before,
-        "the rootfs was left changed:\n{out}"
-    );
-    let audit = std::fs::read_to_string(&bundle.audit).unwrap();
-    let record: serde_json::Value = serde_json::from_str(audit.lines().next().unwrap()).unwrap();
-    assert_eq!(record["ok"], false);
+    let record = assert_all_undone(&bundle, &before, &out);
     let actions = record["actions"].as_array().unwrap();
-    assert!(actions.iter().all(|a| a["outcome"] != "done"), "{record}");
     assert!(actions
         .iter()
         .any(|a| a["action"] == "ldconfig" && a["outcome"] == "failed"));
@@ -707,7 +707,7 @@ fn a_hanging_ldconfig_is_killed_and_the_hook_fails_cleanly() {
         "{out}"
     );
     assert!(took.as_secs() < 30, "took {took:?}:\n{out}");
-    assert_eq!(snapshot(&bundle.rootfs()), before, "{out}");
+    assert_all_undone(&bundle, &before, &out);
 }
 
 #[test]

@@ -199,3 +199,50 @@ pub fn plugins_d_with_settings(plugin: &str, settings: &serde_json::Value) -> te
     std::fs::write(&manifest, json.to_string()).unwrap();
     dir
 }
+
+/// The plan of fixture case `FAMILY/CASE` when an administrator's override
+/// (a second plugins directory, masking the vendor's manifest of `plugin`)
+/// keeps only the allow-list entries for which `keep` is true, on the fake
+/// host `host`.
+pub fn plan_with_narrowed_allow_list(
+    plugin: &str,
+    case: &str,
+    host: &str,
+    keep: impl Fn(&str) -> bool,
+) -> serde_json::Value {
+    let host = fake_host(host);
+    let vendor = plugins().join("plugins.d");
+    let admin = tempfile::tempdir().unwrap();
+    let manifest_file = format!("{plugin}.json");
+    let mut manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(vendor.join(&manifest_file)).unwrap())
+            .unwrap();
+    manifest["wasm"] = vendor
+        .join(format!("{plugin}.wasm"))
+        .to_str()
+        .unwrap()
+        .into();
+    let narrowed: Vec<serde_json::Value> = manifest["allow"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| keep(p.as_str().unwrap()))
+        .cloned()
+        .collect();
+    manifest["allow"] = narrowed.into();
+    std::fs::write(admin.path().join(&manifest_file), manifest.to_string()).unwrap();
+
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join(case).as_os_str(),
+        "--plugins-dir".as_ref(),
+        vendor.as_os_str(),
+        "--plugins-dir".as_ref(),
+        admin.path().as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}

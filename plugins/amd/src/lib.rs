@@ -232,10 +232,6 @@ mod tests {
             }
         }
 
-        let allowed: std::collections::BTreeSet<&str> = allow.iter().copied().collect();
-        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
-        let expected: std::collections::BTreeSet<&str> =
-            expected.iter().map(String::as_str).collect();
-        assert_eq!(allowed, expected);
+        hookhost_plugin::testing::assert_allow_list(&allow, &expected);
     }
 }

@@ -164,7 +164,6 @@ hookhost_plugin::export!(IntelFpga);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     fn manifest() -> serde_json::Value {
         serde_json::from_str(include_str!("../intel-fpga.json")).unwrap()
@@ -207,10 +206,7 @@ mod tests {
                 format!("{}[0-9]*", sysfs::node(layout.port)),
             ]);
         }
-        let allowed: BTreeSet<&str> = allow.iter().copied().collect();
-        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
-        let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
-        assert_eq!(allowed, expected);
+        hookhost_plugin::testing::assert_allow_list(&allow, &expected);
     }
 
     /// The manifest runs the plugin when the first pair has either variable

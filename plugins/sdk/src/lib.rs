@@ -322,3 +322,19 @@ mod tests {
         );
     }
 }
+
+/// Helpers for a plugin's own unit tests (native, `cargo test`).
+pub mod testing {
+    use std::collections::BTreeSet;
+
+    /// Asserts that `allow`, the manifest's allow-list, is exactly
+    /// `expected`: each pattern once, none missing, none extra. A plugin's
+    /// test builds `expected` from the code's own tables, so the manifest
+    /// cannot drift from what the code asks for.
+    pub fn assert_allow_list(allow: &[&str], expected: &[impl AsRef<str>]) {
+        let allowed: BTreeSet<&str> = allow.iter().copied().collect();
+        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
+        let expected: BTreeSet<&str> = expected.iter().map(AsRef::as_ref).collect();
+        assert_eq!(allowed, expected);
+    }
+}

@@ -186,7 +186,6 @@ hookhost_plugin::export!(Xilinx);
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::BTreeSet;
 
     fn manifest() -> serde_json::Value {
         serde_json::from_str(include_str!("../xilinx.json")).unwrap()
@@ -256,10 +255,7 @@ mod tests {
         ];
         expected.extend(settings.xrt_dir);
 
-        let allowed: BTreeSet<&str> = allow.iter().copied().collect();
-        assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
-        let expected: BTreeSet<&str> = expected.iter().map(String::as_str).collect();
-        assert_eq!(allowed, expected);
+        hookhost_plugin::testing::assert_allow_list(&allow, &expected);
     }
 
     /// The manifest runs the plugin for exactly the variables and the

@@ -824,10 +824,71 @@ fn create_container_outside_a_container_refuses_to_touch_the_host() {
     let out = child.wait_with_output().unwrap();
     assert!(!out.status.success());
     assert!(
-        stderr(&out)
-            .contains("is not a mount point here, so this is not a container's mount namespace"),
+        stderr(&out).contains("create-container must run as a createContainer hook"),
         "{}",
         stderr(&out)
     );
     assert!(!bundle.rootfs().join("dev/nvidia0").exists());
+}
+
+#[test]
+fn ldconfig_cannot_write_into_the_host_through_the_containers_proc() {
+    // The image links ldconfig's aux-cache directory to /proc/1/root/...:
+    // the container's procfs is mounted in the rootfs when the hook runs,
+    // and /proc/1/root of a root process leads out of any chroot. The
+    // sandbox detaches it before ldconfig runs.
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    real_library(
+        &host
+            .path()
+            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
+    let outside = tempfile::tempdir().unwrap();
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    std::fs::create_dir_all(bundle.rootfs().join("var/cache")).unwrap();
+    std::os::unix::fs::symlink(
+        format!("/proc/1/root{}", outside.path().display()),
+        bundle.rootfs().join("var/cache/ldconfig"),
+    )
+    .unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "{out}");
+    assert_eq!(
+        snapshot(outside.path()),
+        Vec::<String>::new(),
+        "ldconfig wrote into the host:\n{out}"
+    );
+    assert!(cache_listing(&bundle).contains("libcuda.so.1"));
+}
+
+#[test]
+fn create_container_in_a_cgroup_namespace_refuses_rather_than_touch_the_root_cgroup() {
+    // In a cgroup namespace the hook's /proc/self/cgroup says "/", which in
+    // the host's cgroup tree is the root: allowing (or, on undo, denying)
+    // devices there would miss the container and reach every other one.
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    bundle.as_create_container_hook();
+    let path = bundle.dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({"type": "cgroup"}));
+    std::fs::write(&path, config.to_string()).unwrap();
+    let root_rules = std::fs::read_to_string("/sys/fs/cgroup/devices/devices.list").unwrap();
+    let before = snapshot(&bundle.rootfs());
+    let (ok, out) = bundle.run(&runc);
+    assert!(!ok, "{out}");
+    assert!(out.contains("(a cgroup namespace?)"), "{out}");
+    assert_eq!(snapshot(&bundle.rootfs()), before, "{out}");
+    assert_eq!(
+        std::fs::read_to_string("/sys/fs/cgroup/devices/devices.list").unwrap(),
+        root_rules,
+        "the host's root devices cgroup changed"
+    );
 }

@@ -123,3 +123,59 @@ fn a_seed_config_cannot_reach_paths_it_does_not_list() {
         assert!(!files.contains(&unlisted), "{unlisted} in {files:?}");
     }
 }
+
+/// `hookhost test` of the seed case `onload` with one config, on `host`.
+fn test_with_config(config: &str, host: &std::path::Path) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("foo.json"), config).unwrap();
+    hookhost([
+        "test".as_ref(),
+        fixtures().join("seed/onload").as_os_str(),
+        "--plugins-dir".as_ref(),
+        dir.path().as_os_str(),
+        "--host-root".as_ref(),
+        host.as_os_str(),
+        "--json".as_ref(),
+    ])
+}
+
+#[test]
+fn a_device_pattern_skips_what_is_not_a_device_node() {
+    // /dev/onload* also matches a directory, as /dev/nvidia* matches
+    // /dev/nvidia-caps on a real host.
+    let host = fake_host("seed-onload");
+    std::fs::create_dir(host.path().join("dev/onload-caps")).unwrap();
+    let out = test_with_config(
+        r#"{"activation_flag": "OCI_SOLARFLARE", "devices": ["/dev/onload*"]}"#,
+        host.path(),
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let devices: Vec<&str> = plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["host-path"].as_str().unwrap())
+        .collect();
+    assert_eq!(devices, ["/dev/onload", "/dev/onload_epoll"]);
+    assert!(
+        stderr(&out).contains("/dev/onload-caps (from /dev/onload*) is not a device node; skipped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn a_double_star_is_refused_when_the_config_loads() {
+    let host = fake_host("seed-onload");
+    let out = test_with_config(
+        r#"{"activation_flag": "OCI_SOLARFLARE", "libraries": ["/usr/**/libonload.so"]}"#,
+        host.path(),
+    );
+    assert!(!out.status.success());
+    let err = stderr(&out);
+    assert!(
+        err.contains("foo.json") && err.contains("`**` is not supported"),
+        "{err}"
+    );
+}

@@ -63,6 +63,13 @@ impl StaticPolicy {
         .flatten()
         .cloned()
         .collect();
+        // Each path is also expanded with `host.glob`, which lists one
+        // level per component: refuse at load what would fail every start.
+        if let Some(deep) = host_paths.iter().find(|p| p.contains("**")) {
+            return Err(format!(
+                "`{deep}`: `**` is not supported; name each level with `*`"
+            ));
+        }
         AllowList::new(&host_paths)
     }
 
@@ -74,7 +81,18 @@ impl StaticPolicy {
             requests.make_dir(dir, DIRECTORY_MODE)?;
         }
         for pattern in &self.devices {
+            let is_pattern = is_pattern(pattern);
             for path in expand(requests, pattern, &mut warnings)? {
+                // `/dev/nvidia*` also matches the directory /dev/nvidia-caps:
+                // a pattern's matches that are not device nodes are skipped;
+                // a plain path must be one.
+                let kind = requests.stat(&path)?.kind;
+                if is_pattern && !matches!(kind, FileKind::CharDevice | FileKind::BlockDevice) {
+                    warnings.push(format!(
+                        "{path} (from {pattern}) is not a device node; skipped"
+                    ));
+                    continue;
+                }
                 requests.add_device(DeviceRequest {
                     host_path: path,
                     ..DeviceRequest::default()
@@ -102,6 +120,10 @@ impl StaticPolicy {
     }
 }
 
+fn is_pattern(path: &str) -> bool {
+    path.contains(['*', '?', '['])
+}
+
 /// The host paths a listed entry stands for. A plain path must exist; a
 /// pattern (`*`, `?`, `[`) may match nothing, which is only worth a warning.
 fn expand(
@@ -109,7 +131,7 @@ fn expand(
     pattern: &str,
     warnings: &mut Vec<String>,
 ) -> Result<Vec<String>, RequestError> {
-    if !pattern.contains(['*', '?', '[']) {
+    if !is_pattern(pattern) {
         return Ok(vec![pattern.to_string()]);
     }
     let paths = requests.host().glob(requests.allow(), pattern)?;

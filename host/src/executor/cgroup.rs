@@ -56,6 +56,24 @@ impl V1 {
                  back end, where the runtime allows them"
             )
         })?;
+        // The directory must be the process's own cgroup as this host sees
+        // it. Under a cgroup namespace, /proc/PID/cgroup is relative to the
+        // namespace's root ("/"), which would name the host's root cgroup:
+        // rules written there would miss the container, and a revoke would
+        // reach every container on the host.
+        let member = match pid {
+            "self" => std::process::id().to_string(),
+            pid => pid.to_string(),
+        };
+        let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
+            .map_err(|e| format!("reading {}/cgroup.procs: {e}", dir.display()))?;
+        if !procs.lines().any(|p| p.trim() == member) {
+            return Err(format!(
+                "process {pid} is not in {} (a cgroup namespace?); hookhost cannot find the \
+                 container's devices cgroup from here: run it as a prestart hook",
+                dir.display()
+            ));
+        }
         if !dir.join("devices.allow").exists() {
             return Err(format!(
                 "{} has no devices.allow: is the v1 devices hierarchy mounted at {}?",

@@ -8,7 +8,12 @@
 //! `ldconfig-sandbox` command, with an empty environment. That process:
 //!
 //! 1. unshares new mount, pid, ipc, network and uts namespaces;
-//! 2. makes its mount tree private, so nothing it does propagates back;
+//! 2. makes its mount tree private, so nothing it does propagates back, and
+//!    detaches the kernel's file systems (proc, sysfs, cgroup...) mounted
+//!    under the rootfs: through `ROOTFS/proc/1/root` a root process escapes
+//!    any chroot, and an image link such as `/var/cache/ldconfig ->
+//!    /proc/1/root/etc/cron.d` would have ldconfig write its aux cache into
+//!    the host;
 //! 3. sets `no_new_privs` and resource limits, which ldconfig inherits;
 //! 4. spawns the host's ldconfig, PID 1 of the new pid namespace (so every
 //!    process it might leave behind dies with it), with an empty environment,
@@ -26,7 +31,7 @@ use std::path::Path;
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use nix::mount::{mount, MsFlags};
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
 
@@ -58,6 +63,28 @@ pub const LIMITS: [(Resource, u64); 6] = [
     (Resource::RLIMIT_CORE, 0),
 ];
 
+/// File systems that give a root process a way out of a chroot or into the
+/// kernel's state; ldconfig needs none of them.
+const KERNEL_FS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "cgroup",
+    "cgroup2",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "bpf",
+    "configfs",
+    "pstore",
+    "efivarfs",
+    "fusectl",
+    "binfmt_misc",
+];
+
+/// The most of ldconfig's stderr that goes into the error line (its end,
+/// where the failure is): a hostile image can make it print a lot.
+const STDERR_TAIL: usize = 2048;
+
 /// Executor side: runs `binary` on `rootfs` for `dirs` through the sandbox.
 /// The error is one line with ldconfig's (or the sandbox's) own words.
 pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> {
@@ -79,7 +106,8 @@ pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> 
     if out.status.success() {
         return Ok(());
     }
-    let said = String::from_utf8_lossy(&out.stderr);
+    let tail = &out.stderr[out.stderr.len().saturating_sub(STDERR_TAIL)..];
+    let said = String::from_utf8_lossy(tail);
     let said: Vec<&str> = said
         .lines()
         .map(str::trim)
@@ -96,7 +124,7 @@ pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> 
 /// Sandbox side: the hidden command's body. Every failure is one line on
 /// stderr naming the operation; the exit status is ldconfig's.
 pub fn sandbox(binary: &Path, rootfs: &Path, dirs: &[String]) -> ExitCode {
-    match isolate().and_then(|()| run_ldconfig(binary, rootfs, dirs)) {
+    match isolate(rootfs).and_then(|()| run_ldconfig(binary, rootfs, dirs)) {
         Ok(status) => exit_code(status),
         Err(e) => {
             eprintln!("ldconfig sandbox: {e}");
@@ -106,7 +134,10 @@ pub fn sandbox(binary: &Path, rootfs: &Path, dirs: &[String]) -> ExitCode {
 }
 
 /// Steps 1 to 3, on this process: ldconfig inherits all of it.
-fn isolate() -> Result<(), String> {
+fn isolate(rootfs: &Path) -> Result<(), String> {
+    // If the hook dies (runc's hook timeout), so does the sandbox.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
     let namespaces = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
@@ -121,12 +152,63 @@ fn isolate() -> Result<(), String> {
         None::<&str>,
     )
     .map_err(|e| format!("making / private (MS_REC | MS_PRIVATE): {e}"))?;
+    detach_kernel_fs(rootfs)?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
     for (resource, limit) in LIMITS {
         setrlimit(resource, limit, limit)
             .map_err(|e| format!("setrlimit({resource:?}, {limit}): {e}"))?;
     }
     Ok(())
+}
+
+/// Detaches every kernel file system mounted at or below `rootfs`, deepest
+/// first, in this (private) mount namespace only.
+fn detach_kernel_fs(rootfs: &Path) -> Result<(), String> {
+    // mountinfo shows resolved paths.
+    let rootfs = std::fs::canonicalize(rootfs)
+        .map_err(|e| format!("resolving {}: {e}", rootfs.display()))?;
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
+        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+    let mut points: Vec<String> = mountinfo
+        .lines()
+        .filter_map(|line| {
+            // "ID PARENT MAJ:MIN ROOT POINT OPTIONS [OPTIONAL...] - FSTYPE ..."
+            let point = line.split(' ').nth(4)?;
+            let fstype = line.split(" - ").nth(1)?.split(' ').next()?;
+            KERNEL_FS.contains(&fstype).then(|| unescape(point))
+        })
+        .filter(|point| Path::new(point).starts_with(&rootfs))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for point in points {
+        umount2(point.as_str(), MntFlags::MNT_DETACH)
+            .map_err(|e| format!("detaching {point}: {e}"))?;
+    }
+    Ok(())
+}
+
+/// A mountinfo path: space, tab, newline and backslash are octal escapes.
+fn unescape(field: &str) -> String {
+    let mut out = String::with_capacity(field.len());
+    let mut rest = field;
+    while let Some(i) = rest.find('\\') {
+        out.push_str(&rest[..i]);
+        let code = rest
+            .get(i + 1..i + 4)
+            .and_then(|o| u8::from_str_radix(o, 8).ok());
+        match code {
+            Some(byte) => {
+                out.push(char::from(byte));
+                rest = &rest[i + 4..];
+            }
+            None => {
+                out.push('\\');
+                rest = &rest[i + 1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Steps 4 and 5: the host's ldconfig as PID 1 of the new pid namespace.
@@ -185,5 +267,17 @@ fn exit_code(status: ExitStatus) -> ExitCode {
             ExitCode::from(u8::try_from(128 + signal).unwrap_or(1))
         }
         (None, None) => ExitCode::FAILURE,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_paths_are_unescaped() {
+        assert_eq!(unescape(r"/run/a\040b/rootfs"), "/run/a b/rootfs");
+        assert_eq!(unescape(r"/plain"), "/plain");
+        assert_eq!(unescape(r"/odd\"), "/odd\\");
     }
 }

@@ -324,7 +324,7 @@ pub fn inject(
         };
         let mount_ns = match init {
             Some(pid) => namespace::container_mount_ns(pid)?,
-            None => namespace::own_mount_ns(&ctx.rootfs)?,
+            None => namespace::own_mount_ns(ctx.pid)?,
         };
         let steps = prepare_steps(plan, ctx, host, ldconfig)?;
         let cgroup = match (plan.devices.is_empty(), init) {

@@ -6,7 +6,6 @@
 
 use std::fs::File;
 use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::{umask, Mode};
@@ -30,26 +29,18 @@ pub fn container_mount_ns(pid: i32) -> Result<File, String> {
 }
 
 /// Our own mount namespace, for a createContainer hook, which runc runs
-/// inside the container's. A guard against running it by hand from the
-/// host's: runc has bind-mounted the rootfs onto itself in the container's
-/// namespace by then, while on a host it is usually a plain directory. (An
-/// overlay rootfs is a mount point on the host as well, so this is a guard
-/// against a mistake, not a proof.)
-pub fn own_mount_ns(rootfs: &Path) -> Result<File, String> {
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
-    // Field 5 is the mount point (with spaces and the like octal-escaped,
-    // which a bundle path rarely has).
-    let rootfs_text = rootfs.to_string_lossy();
-    if !mountinfo
-        .lines()
-        .any(|line| line.split(' ').nth(4) == Some(&*rootfs_text))
-    {
+/// inside the container's, as a child of the container's init: the state's
+/// `pid` is our parent's (in whatever pid namespace we share with it). That
+/// is checked, so that the same work run by hand from the host's namespace
+/// cannot change the host.
+pub fn own_mount_ns(state_pid: Option<i32>) -> Result<File, String> {
+    let parent = nix::unistd::getppid().as_raw();
+    if state_pid != Some(parent) {
         return Err(format!(
-            "{} is not a mount point here, so this is not a container's mount namespace: \
-             run create-container as a createContainer hook (runc starts those inside the \
-             container's namespaces), or use prestart",
-            rootfs.display()
+            "create-container must run as a createContainer hook, a child of the container's \
+             init (the state's pid {}), but its parent is process {parent}; from the host, \
+             use prestart",
+            state_pid.map_or("(none)".into(), |p| p.to_string())
         ));
     }
     File::open("/proc/self/ns/mnt").map_err(|e| format!("/proc/self/ns/mnt: {e}"))

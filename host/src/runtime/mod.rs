@@ -111,7 +111,7 @@ impl Wasmtime {
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
             .and_then(|()| bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
             .map_err(|e| format!("linking the host interfaces: {e:#}"))?;
-        let ticker = Ticker::start(engine.clone());
+        let ticker = Ticker::start(engine.clone())?;
         Ok(Wasmtime {
             engine,
             linker,
@@ -407,7 +407,7 @@ impl Drop for Watch<'_> {
 }
 
 impl Ticker {
-    fn start(engine: Engine) -> Self {
+    fn start(engine: Engine) -> Result<Self, String> {
         let stop = Arc::new(AtomicBool::new(false));
         let watched: Arc<Mutex<Option<Watched>>> = Arc::default();
         let thread = std::thread::Builder::new()
@@ -430,12 +430,13 @@ impl Ticker {
                     }
                 }
             })
-            .expect("spawning the epoch thread");
-        Ticker {
+            // A small pids.max in the hook's cgroup can refuse a thread.
+            .map_err(|e| format!("spawning the epoch thread: {e}"))?;
+        Ok(Ticker {
             stop,
             watched,
             thread: Some(thread),
-        }
+        })
     }
 
     fn watch(&self, plugin: &str, call: &'static str, limit_ms: u64) -> Watch<'_> {

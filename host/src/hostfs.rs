@@ -13,6 +13,10 @@ use std::path::{Component, Path, PathBuf};
 use glob::{MatchOptions, Pattern};
 use nix::sys::stat::SFlag;
 
+/// The most entries one `glob` may consider at any level: a bound on host
+/// memory whatever the pattern.
+const GLOB_LIMIT: usize = 100_000;
+
 /// The most a plugin may read of one host file.
 pub const READ_LIMIT: u32 = 1 << 20;
 
@@ -85,6 +89,29 @@ impl AllowList {
 
     pub fn patterns(&self) -> impl Iterator<Item = &str> {
         self.patterns.iter().map(Pattern::as_str)
+    }
+
+    /// Whether some allowed path could lie below `dir`: what lets `glob`
+    /// skip listing directories that can hold nothing allowed.
+    pub fn may_hold_below(&self, dir: &Path) -> bool {
+        let dir: Vec<_> = dir.iter().skip(1).collect();
+        self.patterns.iter().any(|pattern| {
+            let parts: Vec<&str> = pattern.as_str().split('/').skip(1).collect();
+            for (i, name) in dir.iter().enumerate() {
+                match parts.get(i) {
+                    Some(&"**") => return true,
+                    Some(part) => {
+                        let matched = Pattern::new(part)
+                            .is_ok_and(|p| p.matches_with(&name.to_string_lossy(), MATCH));
+                        if !matched {
+                            return false;
+                        }
+                    }
+                    None => return false,
+                }
+            }
+            parts.len() > dir.len()
+        })
     }
 }
 
@@ -166,6 +193,8 @@ impl HostFs {
                 continue;
             }
             let component = Pattern::new(&part).map_err(|e| invalid(pattern, e.to_string()))?;
+            // Only directories that can hold an allowed path are listed.
+            candidates.retain(|dir| allow.may_hold_below(dir));
             candidates = candidates
                 .iter()
                 .flat_map(|dir| {
@@ -178,6 +207,12 @@ impl HostFs {
                         .collect::<Vec<_>>()
                 })
                 .collect();
+            if candidates.len() > GLOB_LIMIT {
+                return Err(invalid(
+                    pattern,
+                    format!("matches more than {GLOB_LIMIT} entries; narrow the pattern"),
+                ));
+            }
         }
         let mut found: Vec<String> = candidates
             .into_iter()
@@ -479,5 +514,20 @@ mod tests {
             host.glob(&allow, "/opt/**/lib*.so"),
             Err(HostError::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn may_hold_below_prunes_directories_no_allowed_path_can_be_under() {
+        let allow =
+            AllowList::new(&["/dev/nvidia[0-9]*".into(), "/usr/lib/**/libcuda.so".into()]).unwrap();
+        assert!(allow.may_hold_below(Path::new("/")));
+        assert!(allow.may_hold_below(Path::new("/dev")));
+        assert!(!allow.may_hold_below(Path::new("/proc")));
+        assert!(
+            !allow.may_hold_below(Path::new("/dev/nvidia0")),
+            "a file, not a directory"
+        );
+        assert!(allow.may_hold_below(Path::new("/usr/lib/x86_64-linux-gnu/deep")));
+        assert!(!allow.may_hold_below(Path::new("/usr/share")));
     }
 }

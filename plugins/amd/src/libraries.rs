@@ -79,7 +79,7 @@ fn request_in(dir: &str, name: &str) -> Result<bool, String> {
     };
     inject::library(file)?;
     for (link, target) in &links {
-        if leads_to(link, &links, dir, file) {
+        if hookhost_plugin::links::leads_to(link, &links, dir, file) {
             inject::symlink(target, link)?;
         }
     }
@@ -107,27 +107,6 @@ fn newest<'a>(name: &str, files: &'a [String]) -> Option<&'a str> {
         .iter()
         .max_by(|a, b| version(a).cmp(&version(b)).then(a.cmp(b)))
         .map(String::as_str)
-}
-
-/// Whether following `links` (path → content; relative contents are
-/// relative to `dir`) from `start` ends at `file`.
-fn leads_to(start: &str, links: &BTreeMap<String, String>, dir: &str, file: &str) -> bool {
-    let mut path = start.to_string();
-    // A chain visits each link at most once; a longer one is a loop.
-    for _ in 0..links.len() {
-        let Some(target) = links.get(&path) else {
-            return false;
-        };
-        path = if target.starts_with('/') {
-            target.clone()
-        } else {
-            format!("{dir}/{target}")
-        };
-        if path == file {
-            return true;
-        }
-    }
-    false
 }
 
 #[cfg(test)]
@@ -184,7 +163,7 @@ mod tests {
         let leading: Vec<&str> = links
             .keys()
             .map(String::as_str)
-            .filter(|link| leads_to(link, &links, dir, file))
+            .filter(|link| hookhost_plugin::links::leads_to(link, &links, dir, file))
             .collect();
         assert_eq!(
             leading,

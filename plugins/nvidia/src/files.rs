@@ -115,32 +115,11 @@ fn versioned_in(dir: &str, name: &str, version: &str, role: FileRole) -> Result<
         }
     }
     for (link, target) in &links {
-        if leads_to(link, &links, dir, &file) {
+        if hookhost_plugin::links::leads_to(link, &links, dir, &file) {
             inject::symlink(target, link)?;
         }
     }
     Ok(true)
-}
-
-/// Whether following `links` (path → content, relative to `dir`) from
-/// `start` ends at `file`.
-fn leads_to(start: &str, links: &BTreeMap<&str, String>, dir: &str, file: &str) -> bool {
-    let mut path = start.to_string();
-    // A chain visits each link at most once; longer is a loop.
-    for _ in 0..links.len() {
-        let Some(target) = links.get(path.as_str()) else {
-            return false;
-        };
-        path = if target.starts_with('/') {
-            target.clone()
-        } else {
-            format!("{dir}/{target}")
-        };
-        if path == file {
-            return true;
-        }
-    }
-    false
 }
 
 /// Requests the first `dir/name` of `dirs` that exists, with `role`.
@@ -181,7 +160,7 @@ mod tests {
         let leading: Vec<&str> = links
             .keys()
             .copied()
-            .filter(|link| leads_to(link, &links, dir, file))
+            .filter(|link| hookhost_plugin::links::leads_to(link, &links, dir, file))
             .collect();
         assert_eq!(
             leading,

@@ -323,6 +323,59 @@ mod tests {
     }
 }
 
+/// Symlink chains, as read from the host with `host::read_link`: what a
+/// policy needs to recreate a library's soname links faithfully.
+pub mod links {
+    use std::borrow::Borrow;
+    use std::collections::BTreeMap;
+
+    /// Whether following `links` (host path → link content; a relative
+    /// content is relative to `dir`) from `start` ends at `file`. A chain
+    /// visits each link at most once: a longer one is a loop, and false.
+    pub fn leads_to<K: Borrow<str> + Ord>(
+        start: &str,
+        links: &BTreeMap<K, String>,
+        dir: &str,
+        file: &str,
+    ) -> bool {
+        let mut path = start.to_string();
+        for _ in 0..links.len() {
+            let Some(target) = links.get(path.as_str()) else {
+                return false;
+            };
+            path = if target.starts_with('/') {
+                target.clone()
+            } else {
+                format!("{dir}/{target}")
+            };
+            if path == file {
+                return true;
+            }
+        }
+        false
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn chains_are_followed_and_loops_end() {
+            let links: BTreeMap<&str, String> = [
+                ("/l/a.so", "a.so.1".to_string()),
+                ("/l/a.so.1", "/l/a.so.1.2".to_string()),
+                ("/l/x", "y".to_string()),
+                ("/l/y", "x".to_string()),
+            ]
+            .into();
+            assert!(leads_to("/l/a.so", &links, "/l", "/l/a.so.1.2"));
+            assert!(leads_to("/l/a.so.1", &links, "/l", "/l/a.so.1.2"));
+            assert!(!leads_to("/l/a.so", &links, "/l", "/l/b.so"));
+            assert!(!leads_to("/l/x", &links, "/l", "/l/a.so.1.2"));
+        }
+    }
+}
+
 /// Helpers for a plugin's own unit tests (native, `cargo test`).
 pub mod testing {
     use std::collections::BTreeSet;

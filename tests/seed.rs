@@ -3,6 +3,9 @@
 //! run by the host as a static policy, against the fixture cases in
 //! `tests/fixtures/seed/` (see `common::fixture_case`).
 
+use std::path::Path;
+use std::process::Output;
+
 use crate::common::*;
 
 #[test]
@@ -28,14 +31,7 @@ fn a_listed_device_missing_on_the_host_fails_naming_config_and_path() {
 #[test]
 fn a_symlink_to_an_unlisted_file_is_recreated_with_a_warning() {
     let host = fake_host("seed-onload");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("seed/onload").as_os_str(),
-        "--plugins-dir".as_ref(),
-        fixtures().join("seed/plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-    ]);
+    let out = test_with_plugins(&fixtures().join("seed/plugins.d"), host.path(), false);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
         stderr(&out).contains(
@@ -98,15 +94,7 @@ fn a_seed_config_cannot_reach_paths_it_does_not_list() {
     // that exists but is not listed stays out even though it sits in a
     // listed directory.
     let host = fake_host("seed-onload");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("seed/onload").as_os_str(),
-        "--plugins-dir".as_ref(),
-        fixtures().join("seed/plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--json".as_ref(),
-    ]);
+    let out = test_with_plugins(&fixtures().join("seed/plugins.d"), host.path(), true);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let files: Vec<&str> = plan["files"]
@@ -124,19 +112,28 @@ fn a_seed_config_cannot_reach_paths_it_does_not_list() {
     }
 }
 
-/// `hookhost test` of the seed case `onload` with one config, on `host`.
-fn test_with_config(config: &str, host: &std::path::Path) -> std::process::Output {
+/// `hookhost test` of the seed case `onload` (`OCI_SOLARFLARE=1`) with the
+/// plugins in `dir`, on the fake host `host`.
+fn test_with_plugins(dir: &Path, host: &Path, json: bool) -> Output {
+    let mut args: Vec<std::ffi::OsString> = vec![
+        "test".into(),
+        fixtures().join("seed/onload").into_os_string(),
+        "--plugins-dir".into(),
+        dir.into(),
+        "--host-root".into(),
+        host.into(),
+    ];
+    if json {
+        args.push("--json".into());
+    }
+    hookhost(args)
+}
+
+/// The same with one config, `foo.json`, as the plan's JSON.
+fn test_with_config(config: &str, host: &Path) -> Output {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("foo.json"), config).unwrap();
-    hookhost([
-        "test".as_ref(),
-        fixtures().join("seed/onload").as_os_str(),
-        "--plugins-dir".as_ref(),
-        dir.path().as_os_str(),
-        "--host-root".as_ref(),
-        host.as_os_str(),
-        "--json".as_ref(),
-    ])
+    test_with_plugins(dir.path(), host, true)
 }
 
 #[test]

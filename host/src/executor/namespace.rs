@@ -43,7 +43,23 @@ pub fn own_mount_ns(state_pid: Option<i32>) -> Result<File, String> {
             state_pid.map_or("(none)".into(), |p| p.to_string())
         ));
     }
+    let uid_map = std::fs::read_to_string("/proc/self/uid_map")
+        .map_err(|e| format!("/proc/self/uid_map: {e}"))?;
+    if !is_initial_user_ns(&uid_map) {
+        return Err(
+            "create-container runs in a user namespace (the container's), where device nodes \
+             cannot be made nor the devices cgroup changed: use prestart"
+                .into(),
+        );
+    }
     File::open("/proc/self/ns/mnt").map_err(|e| format!("/proc/self/ns/mnt: {e}"))
+}
+
+/// Whether a `uid_map` is the initial user namespace's: the whole id range
+/// mapped to itself.
+fn is_initial_user_ns(uid_map: &str) -> bool {
+    let fields: Vec<&str> = uid_map.split_whitespace().collect();
+    fields == ["0", "0", "4294967295"]
 }
 
 /// Runs `work` on a new thread inside the mount namespace `ns`.
@@ -64,4 +80,16 @@ pub fn in_mount_ns<T: Send + 'static>(
         .map_err(|e| format!("spawning the injection thread: {e}"))?
         .join()
         .map_err(|_| "the injection thread panicked".to_string())?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_identity_map_of_every_id_is_the_initial_user_namespace() {
+        assert!(is_initial_user_ns("         0          0 4294967295\n"));
+        assert!(!is_initial_user_ns("         0     100000      65536\n"));
+        assert!(!is_initial_user_ns(""));
+    }
 }

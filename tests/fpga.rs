@@ -193,8 +193,8 @@ fn intel_a_malformed_pair_number_fails_naming_the_variable() {
 }
 
 #[test]
-fn intel_without_the_annotation_pairs_not_numbered_from_one_leave_the_plugin_inactive() {
-    // Activation flags name exact variables: FPGA_REGION_2 alone is unseen.
+fn intel_pairs_not_numbered_from_one_activate_the_plugin_without_the_annotation() {
+    // The manifest's env-names match FPGA_REGION_2 as well as _1.
     intel("not-from-one");
 }
 

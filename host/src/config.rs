@@ -79,6 +79,10 @@ fn empty_object() -> serde_json::Value {
 struct ActivationSpec {
     #[serde(default)]
     env: Vec<String>,
+    /// Regexes matched against the whole name of each variable of the
+    /// container's environment (for numbered families like FPGA_REGION_N).
+    #[serde(default)]
+    env_names: Vec<String>,
     /// Key regex → value regex, both matched against the whole string.
     #[serde(default)]
     annotations: BTreeMap<String, String>,
@@ -134,6 +138,7 @@ pub enum OnError {
 pub struct Activation {
     pub always: bool,
     pub env: Vec<String>,
+    pub env_names: Vec<Regex>,
     pub annotations: Vec<(Regex, Regex)>,
     pub commands: Vec<Regex>,
 }
@@ -142,6 +147,12 @@ impl Activation {
     pub fn matches(&self, ctx: &ContainerContext) -> bool {
         self.always
             || self.env.iter().any(|flag| ctx.env_match(flag))
+            || ctx.env.iter().any(|entry| {
+                let name = entry
+                    .split_once('=')
+                    .map_or(entry.as_str(), |(name, _)| name);
+                self.env_names.iter().any(|re| re.is_match(name))
+            })
             || self.annotations.iter().any(|(k, v)| {
                 ctx.annotations
                     .iter()
@@ -339,17 +350,18 @@ fn load_manifest(
     let spec = manifest.activation.ok_or_else(|| {
         invalid(
             "activation",
-            "is required (one of `always`, `env`, `annotations`, `commands`)".into(),
+            "is required (one of `always`, `env`, `env-names`, `annotations`, `commands`)".into(),
         )
     })?;
     if !spec.always
         && spec.env.is_empty()
+        && spec.env_names.is_empty()
         && spec.annotations.is_empty()
         && spec.commands.is_empty()
     {
         return Err(invalid(
             "activation",
-            "names no condition, so the plugin could never run; set `always`, `env`, `annotations` or `commands`".into(),
+            "names no condition, so the plugin could never run; set `always`, `env`, `env-names`, `annotations` or `commands`".into(),
         ));
     }
     let whole = |field, pattern: &str| {
@@ -365,6 +377,11 @@ fn load_manifest(
     let activation = Activation {
         always: spec.always,
         env: spec.env,
+        env_names: spec
+            .env_names
+            .iter()
+            .map(|n| whole("activation.env-names", n))
+            .collect::<Result<_, _>>()?,
         annotations: spec
             .annotations
             .iter()
@@ -524,6 +541,26 @@ mod tests {
         assert!(e.contains("allow") && e.contains("absolute"), "{e}");
         let e = load_error(r#"{"activation": {"always": true}, "wasm": "nope.wasm"}"#);
         assert!(e.contains("nope.wasm"), "{e}");
+    }
+
+    #[test]
+    fn env_names_match_whole_variable_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "x.json",
+            r#"{"activation": {"env-names": ["FPGA_REGION_[1-9][0-9]*"]}}"#,
+        );
+        write(tmp.path(), "x.wasm", "");
+        let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
+        let act = &inv.plugins[0].activation;
+        let mut ctx = ContainerContext::empty();
+        ctx.env = vec!["FPGA_REGION_12=abc".into()];
+        assert!(act.matches(&ctx));
+        ctx.env = vec!["FPGA_REGION_1X=abc".into(), "MY_FPGA_REGION_1=x".into()];
+        assert!(!act.matches(&ctx));
+        ctx.env = vec!["FPGA_REGION_3".into()];
+        assert!(act.matches(&ctx), "an entry without `=` is a name too");
     }
 
     #[test]

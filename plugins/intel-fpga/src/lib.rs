@@ -209,16 +209,18 @@ mod tests {
         hookhost_plugin::testing::assert_allow_list(&allow, &expected);
     }
 
-    /// The manifest runs the plugin when the first pair has either variable
-    /// (activation flags name exact variables: no prefix, no pattern), or
-    /// when Intel's device plugin in `region` mode annotates the container,
-    /// whatever its pairs' numbers.
+    /// The manifest runs the plugin when the environment has a variable of
+    /// either family, whatever its number (the plugin itself refuses a
+    /// malformed one), or when Intel's device plugin in `region` mode
+    /// annotates the container.
     #[test]
-    fn manifest_activates_on_the_first_pair_or_the_region_mode_annotation() {
+    fn manifest_activates_on_any_pair_variable_or_the_region_mode_annotation() {
+        assert_eq!(REGION_PREFIX, "FPGA_REGION_");
+        assert_eq!(AFU_PREFIX, "FPGA_AFU_");
         assert_eq!(
             manifest()["activation"],
             serde_json::json!({
-                "env": [format!("{REGION_PREFIX}1"), format!("{AFU_PREFIX}1")],
+                "env-names": ["FPGA_(REGION|AFU)_.+"],
                 "annotations": { r"com\.intel\.fpga\.mode": r"fpga\.intel\.com/region" },
             })
         );

@@ -380,11 +380,17 @@ pub mod links {
 pub mod testing {
     use std::collections::BTreeSet;
 
-    /// Asserts that `allow`, the manifest's allow-list, is exactly
-    /// `expected`: each pattern once, none missing, none extra. A plugin's
-    /// test builds `expected` from the code's own tables, so the manifest
-    /// cannot drift from what the code asks for.
-    pub fn assert_allow_list(allow: &[&str], expected: &[impl AsRef<str>]) {
+    /// Asserts that the `allow` list of `manifest` (the plugin's manifest,
+    /// parsed) is exactly `expected`: each pattern once, none missing, none
+    /// extra. A plugin's test builds `expected` from the code's own tables,
+    /// so the manifest cannot drift from what the code asks for.
+    pub fn assert_allow_list(manifest: &serde_json::Value, expected: &[impl AsRef<str>]) {
+        let allow: Vec<&str> = manifest["allow"]
+            .as_array()
+            .expect("the manifest has an `allow` list")
+            .iter()
+            .map(|glob| glob.as_str().expect("allow-list entries are strings"))
+            .collect();
         let allowed: BTreeSet<&str> = allow.iter().copied().collect();
         assert_eq!(allowed.len(), allow.len(), "the allow-list has repeats");
         let expected: BTreeSet<&str> = expected.iter().map(AsRef::as_ref).collect();

@@ -14,7 +14,7 @@ cache=$(mktemp -d)
 trap 'rm -rf "$host" "$cache"' EXIT
 bash tests/fixtures/make-host.sh nvidia "$host"
 
-hookhost=(target/release/hookhost --plugins-dir target/hookhost/plugins.d
+hookhost=(target/x86_64-unknown-linux-gnu/release/hookhost --plugins-dir target/hookhost/plugins.d
           --host-root "$host" --cache-dir "$cache")
 bundle=tests/fixtures/nvidia/uuid
 echo "== hookhost plugins check"

@@ -10,5 +10,6 @@ mod nvidia;
 mod onload;
 mod rdma;
 mod runc;
+mod runc_attacks;
 mod sandbox;
 mod seed;

@@ -11,7 +11,7 @@ use std::process::Command;
 use crate::common::*;
 
 /// `runc` if it is installed; a failure in CI, a skip elsewhere.
-fn runc() -> Option<PathBuf> {
+pub(crate) fn runc() -> Option<PathBuf> {
     let found = ["/usr/sbin/runc", "/usr/bin/runc", "/usr/local/sbin/runc"]
         .iter()
         .map(PathBuf::from)
@@ -28,18 +28,23 @@ fn runc() -> Option<PathBuf> {
 
 /// A busybox bundle whose container runs `script` with `env`, hookhost as
 /// its prestart hook on the fake host `host`.
-struct Bundle {
-    dir: tempfile::TempDir,
-    audit: PathBuf,
+pub(crate) struct Bundle {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) audit: PathBuf,
 }
 
 impl Bundle {
     /// With the installed vendor plugins.
-    fn new(host: &Path, env: &[&str], script: &str) -> Bundle {
+    pub(crate) fn new(host: &Path, env: &[&str], script: &str) -> Bundle {
         Bundle::with_plugins(&plugins().join("plugins.d"), host, env, script)
     }
 
-    fn with_plugins(plugins_dir: &Path, host: &Path, env: &[&str], script: &str) -> Bundle {
+    pub(crate) fn with_plugins(
+        plugins_dir: &Path,
+        host: &Path,
+        env: &[&str],
+        script: &str,
+    ) -> Bundle {
         let dir = tempfile::tempdir().unwrap();
         let rootfs = dir.path().join("rootfs");
         for dir in ["bin", "dev", "proc"] {
@@ -91,13 +96,13 @@ impl Bundle {
         Bundle { dir, audit }
     }
 
-    fn rootfs(&self) -> PathBuf {
+    pub(crate) fn rootfs(&self) -> PathBuf {
         self.dir.path().join("rootfs")
     }
 
     /// Runs hookhost as a createContainer hook (`create-container`)
     /// instead of a prestart hook.
-    fn as_create_container_hook(&self) {
+    pub(crate) fn as_create_container_hook(&self) {
         let path = self.dir.path().join("config.json");
         let mut config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -113,7 +118,7 @@ impl Bundle {
 
     /// Points the hook at `ldconfig` and gives the hook `env`, none of
     /// which may reach ldconfig.
-    fn hook_ldconfig(&self, ldconfig: &Path, env: &[&str]) {
+    pub(crate) fn hook_ldconfig(&self, ldconfig: &Path, env: &[&str]) {
         let path = self.dir.path().join("config.json");
         let mut config: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
@@ -127,7 +132,7 @@ impl Bundle {
     }
 
     /// `runc run`: the container's output and whether it started.
-    fn run(&self, runc: &Path) -> (bool, String) {
+    pub(crate) fn run(&self, runc: &Path) -> (bool, String) {
         let id = format!(
             "hookhost-{}-{}",
             std::process::id(),
@@ -152,7 +157,11 @@ impl Bundle {
 
 /// After a failed run: the rootfs is as it was `before`, and the audit
 /// record says so, with no action left `done`. Returns the record.
-fn assert_all_undone(bundle: &Bundle, before: &[String], out: &str) -> serde_json::Value {
+pub(crate) fn assert_all_undone(
+    bundle: &Bundle,
+    before: &[String],
+    out: &str,
+) -> serde_json::Value {
     assert_eq!(
         snapshot(&bundle.rootfs()),
         before,
@@ -167,7 +176,7 @@ fn assert_all_undone(bundle: &Bundle, before: &[String], out: &str) -> serde_jso
 }
 
 /// Every path under `dir`, with its kind: to show that nothing changed.
-fn snapshot(dir: &Path) -> Vec<String> {
+pub(crate) fn snapshot(dir: &Path) -> Vec<String> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
@@ -187,7 +196,7 @@ fn snapshot(dir: &Path) -> Vec<String> {
 /// Replaces a fake host's placeholder library `lib` with a real shared
 /// object of that soname, so that ldconfig has an ELF file to put in the
 /// cache.
-fn real_library(lib: &Path, soname: &str) {
+pub(crate) fn real_library(lib: &Path, soname: &str) {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(
         dir.path().join("lib.c"),
@@ -596,7 +605,7 @@ fn ldconfig_runs_as_pid_1_of_its_own_namespaces_under_limits() {
   echo "args $*"
   echo "pid $$"
   for ns in pid mnt net ipc uts; do echo "ns $ns $(readlink /proc/self/ns/$ns)"; done
-  grep NoNewPrivs /proc/self/status
+  grep -E '^(NoNewPrivs|Cap(Inh|Prm|Eff|Bnd|Amb)):' /proc/self/status
   cat /proc/self/limits
   echo env-start; env; echo env-end
 } > "$3/ldconfig-report""#,
@@ -640,6 +649,20 @@ fn ldconfig_runs_as_pid_1_of_its_own_namespaces_under_limits() {
         "ldconfig ran in the container's mount namespace ({container_mnt}):\n{report}"
     );
     assert!(report.contains("NoNewPrivs:\t1\n"), "{report}");
+    // Only CAP_DAC_OVERRIDE (1), CAP_DAC_READ_SEARCH (2) and CAP_SYS_CHROOT
+    // (18), in the bounding set too; nothing inheritable or ambient.
+    for (set, mask) in [
+        ("CapBnd", "0000000000040006"),
+        ("CapPrm", "0000000000040006"),
+        ("CapEff", "0000000000040006"),
+        ("CapInh", "0000000000000000"),
+        ("CapAmb", "0000000000000000"),
+    ] {
+        assert!(
+            report.contains(&format!("{set}:\t{mask}\n")),
+            "{set}:\n{report}"
+        );
+    }
     for (name, value) in [
         ("Max cpu time", "10"),
         ("Max file size", "134217728"),
@@ -803,7 +826,10 @@ fn create_container_outside_a_container_refuses_to_touch_the_host() {
         "ociVersion": "1.0.2", "id": "by-hand", "status": "creating", "pid": 1,
         "bundle": bundle.dir.path(),
     });
+    // As runc runs a hook with an explicit `env` (the test's own has
+    // cargo's LD_LIBRARY_PATH, which create-container refuses).
     let mut child = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .env_clear()
         .arg("--plugins-dir")
         .arg(plugins().join("plugins.d"))
         .arg("--host-root")

@@ -268,6 +268,7 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
 /// PATH, no HOME, no terminal; every failure is one line on stderr.
 fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCode> {
     let start = std::time::Instant::now();
+    refuse_loader_variables(stage)?;
     let state = OciState::read(None)?;
     let bundle = state.bundle.clone();
     let ctx = Arc::new(ContainerContext::load(&bundle, state, stage)?);
@@ -310,6 +311,37 @@ fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCod
     audit(&actions, result.as_ref().err().map(ToString::to_string));
     result?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Variables that make a dynamic loader, or glibc itself, load or trust
+/// files named by whoever set them.
+const LOADER_VARIABLES: &[&str] = &["GLIBC_TUNABLES", "GCONV_PATH"];
+
+/// runc hands a createContainer hook whose entry has no `env` the
+/// container's own environment: an image's `LD_PRELOAD` then reaches a root
+/// process (CVE-2025-23266). hookhost is statically linked, so no loader
+/// reads them, but what it starts must not inherit them either, and their
+/// presence means the hook entry is wrong: refused at createContainer,
+/// where the values are the image's, and a warning elsewhere.
+fn refuse_loader_variables(stage: Stage) -> anyhow::Result<()> {
+    let mut found: Vec<String> = std::env::vars_os()
+        .map(|(name, _)| name.to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("LD_") || LOADER_VARIABLES.contains(&name.as_str()))
+        .collect();
+    if found.is_empty() {
+        return Ok(());
+    }
+    found.sort();
+    let names = found.join(", ");
+    let fix = "give the hook entry an explicit \"env\" (e.g. [])";
+    if stage == Stage::CreateContainer {
+        bail!(
+            "the hook's environment carries {names}, which a createContainer hook without \
+             \"env\" gets from the container's image; refusing to run as root with it: {fix}"
+        );
+    }
+    eprintln!("hookhost: warning: the hook's environment carries {names}; {fix}");
+    Ok(())
 }
 
 fn print_logs(outcomes: &[Outcome], verbose: bool) {

@@ -19,3 +19,4 @@ pub mod plan;
 pub mod requests;
 pub mod runtime;
 pub mod static_policy;
+pub mod sys;

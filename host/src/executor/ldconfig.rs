@@ -14,11 +14,19 @@
 //!    any chroot, and an image link such as `/var/cache/ldconfig ->
 //!    /proc/1/root/etc/cron.d` would have ldconfig write its aux cache into
 //!    the host;
-//! 3. sets `no_new_privs` and resource limits, which ldconfig inherits;
-//! 4. spawns the host's ldconfig, PID 1 of the new pid namespace (so every
+//! 3. binds the rootfs over itself, recursively `nodev,nosuid`, in that
+//!    private mount namespace: image layers may carry device nodes, and
+//!    ldconfig opens its temporary cache with `O_CREAT|O_TRUNC|O_NOFOLLOW`,
+//!    which an image's block device at `/etc/ld.so.cache~` does not stop; on
+//!    a nodev mount the open fails with EACCES whatever the capabilities;
+//! 4. sets `no_new_privs` and resource limits, which ldconfig inherits, and
+//!    keeps only the capabilities ldconfig needs ([`KEPT_CAPS`]: chroot, and
+//!    reading and writing root's files in the image), in the bounding set
+//!    too, so that the exec cannot give them back;
+//! 5. spawns the host's ldconfig, PID 1 of the new pid namespace (so every
 //!    process it might leave behind dies with it), with an empty environment,
 //!    `-X -r ROOTFS DIR...`, and kills it after [`WALL_CLOCK`];
-//! 5. exits with ldconfig's status, its stderr passed straight through.
+//! 6. exits with ldconfig's status, its stderr passed straight through.
 //!
 //! Why ldconfig's own chroot (`-r`) and not `pivot_root` into the rootfs:
 //! after a pivot, executing the host's binary would load its ELF interpreter
@@ -34,6 +42,8 @@ use std::time::{Duration, Instant};
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use nix::sys::resource::{setrlimit, Resource};
+
+use caps::{CapSet, Capability};
 
 /// The hidden command the executor runs instead of ldconfig.
 pub const COMMAND: &str = "ldconfig-sandbox";
@@ -61,6 +71,15 @@ pub const LIMITS: [(Resource, u64); 6] = [
     (Resource::RLIMIT_NOFILE, 256),
     // No core file of a crashed root process, in the rootfs or elsewhere.
     (Resource::RLIMIT_CORE, 0),
+];
+
+/// What ldconfig keeps of root's capabilities: `-r` chroots, and the image's
+/// files and directories may belong to other users. Everything else (mknod,
+/// mounts, ptrace, raw I/O, module loading...) is dropped.
+pub const KEPT_CAPS: [Capability; 3] = [
+    Capability::CAP_SYS_CHROOT,
+    Capability::CAP_DAC_OVERRIDE,
+    Capability::CAP_DAC_READ_SEARCH,
 ];
 
 /// File systems that give a root process a way out of a chroot or into the
@@ -153,12 +172,64 @@ fn isolate(rootfs: &Path) -> Result<(), String> {
     )
     .map_err(|e| format!("making / private (MS_REC | MS_PRIVATE): {e}"))?;
     detach_kernel_fs(rootfs)?;
+    rebind_nodev(rootfs)?;
     nix::sys::prctl::set_no_new_privs().map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
     for (resource, limit) in LIMITS {
         setrlimit(resource, limit, limit)
             .map_err(|e| format!("setrlimit({resource:?}, {limit}): {e}"))?;
     }
-    Ok(())
+    drop_capabilities()
+}
+
+/// Covers the rootfs, in this (private) mount namespace, with a recursive
+/// clone of itself that is `nodev,nosuid` on every mount: the attributes are
+/// set on the detached clone, then it is attached where ldconfig will look.
+fn rebind_nodev(rootfs: &Path) -> Result<(), String> {
+    use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
+    let tree = open_tree(
+        rustix::fs::CWD,
+        rootfs,
+        OpenTreeFlags::OPEN_TREE_CLONE
+            | OpenTreeFlags::OPEN_TREE_CLOEXEC
+            | OpenTreeFlags::AT_RECURSIVE,
+    )
+    .map_err(|e| format!("open_tree({}, CLONE|RECURSIVE): {e}", rootfs.display()))?;
+    crate::sys::mount_setattr(
+        &tree,
+        crate::sys::MOUNT_ATTR_NODEV | crate::sys::MOUNT_ATTR_NOSUID,
+        true,
+    )
+    .map_err(|e| {
+        format!(
+            "mount_setattr(NODEV|NOSUID, recursive) on {}: {e}",
+            rootfs.display()
+        )
+    })?;
+    move_mount(
+        &tree,
+        "",
+        rustix::fs::CWD,
+        rootfs,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+    .map_err(|e| format!("move_mount onto {}: {e}", rootfs.display()))
+}
+
+/// Leaves only [`KEPT_CAPS`], in every set: the bounding set bounds what
+/// root gets back at exec, and nothing is inherited or ambient.
+fn drop_capabilities() -> Result<(), String> {
+    let kept: caps::CapsHashSet = KEPT_CAPS.into_iter().collect();
+    let fail =
+        |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
+    for cap in caps::runtime::thread_all_supported() {
+        if !kept.contains(&cap) {
+            caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding", e))?;
+        }
+    }
+    caps::clear(None, CapSet::Ambient).map_err(|e| fail("ambient", e))?;
+    caps::clear(None, CapSet::Inheritable).map_err(|e| fail("inheritable", e))?;
+    caps::set(None, CapSet::Effective, &kept).map_err(|e| fail("effective", e))?;
+    caps::set(None, CapSet::Permitted, &kept).map_err(|e| fail("permitted", e))
 }
 
 /// Detaches every kernel file system mounted at or below `rootfs`, deepest

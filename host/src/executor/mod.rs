@@ -63,24 +63,15 @@ pub enum Node {
 
 /// How the container's rootfs is changed: the privileged calls of step 3.
 pub trait Container {
+    /// What a creation left behind, for its undo: the real container holds
+    /// file descriptors, so an undo never looks a path up again.
+    type Made;
     /// Creates `node` at `at`, parents included; fails if `at` exists
-    /// (except a directory, or the same device node).
-    fn create(&mut self, at: &Path, node: Node) -> Result<Created, String>;
+    /// (except a directory, or what an earlier start of the same rootfs
+    /// made: the same device node, link or file).
+    fn create(&mut self, at: &Path, node: Node) -> Result<Self::Made, String>;
     /// Undoes one creation.
-    fn undo(&mut self, created: &Created) -> Result<(), String>;
-}
-
-/// What a creation left behind, in the order it must be undone.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Created {
-    pub at: PathBuf,
-    /// Mounted over `at` (unmount before removing).
-    pub mounted: bool,
-    /// `at` itself was made by us (an existing directory or an identical
-    /// device node is kept and not removed).
-    pub made: bool,
-    /// Parent directories made on the way, outermost first.
-    pub parents: Vec<PathBuf>,
+    fn undo(&mut self, made: Self::Made) -> Result<(), String>;
 }
 
 /// The container's device cgroup: step 2.
@@ -130,12 +121,12 @@ pub struct Step {
 
 /// Runs `steps` in the container, undoing everything on the first failure.
 /// Returns the audit actions; on failure also the error.
-pub fn run_steps(
-    container: &mut dyn Container,
+pub fn run_steps<C: Container>(
+    container: &mut C,
     steps: Vec<Step>,
 ) -> (Vec<Action>, Result<(), ExecError>) {
     let mut actions = Vec::new();
-    let mut done: Vec<(usize, Created)> = Vec::new();
+    let mut done: Vec<(usize, C::Made)> = Vec::new();
     for step in steps {
         let start = Instant::now();
         let path = step.at.display().to_string();
@@ -179,19 +170,34 @@ pub fn run_steps(
 
 /// Undoes `done` in reverse order, marking each action undone. Returns the
 /// undo steps that failed (best effort: the others are still undone).
-fn undo_all(
-    container: &mut dyn Container,
+fn undo_all<C: Container>(
+    container: &mut C,
     actions: &mut [Action],
-    done: Vec<(usize, Created)>,
+    done: Vec<(usize, C::Made)>,
 ) -> Vec<String> {
     let mut errors = Vec::new();
-    for (index, created) in done.into_iter().rev() {
-        match container.undo(&created) {
+    for (index, made) in done.into_iter().rev() {
+        match container.undo(made) {
             Ok(()) => actions[index].outcome = Outcome::Undone,
-            Err(e) => errors.push(format!("{}: {e}", created.at.display())),
+            Err(e) => errors.push(format!("{}: {e}", actions[index].path)),
         }
     }
     errors
+}
+
+/// An error with all its causes, on one line: pathrs says "rename failed"
+/// and keeps the EEXIST or ELOOP that explains it in its source.
+pub fn chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        let said = cause.to_string();
+        if !text.contains(&said) {
+            text = format!("{text}: {said}");
+        }
+        source = cause.source();
+    }
+    text
 }
 
 fn action(
@@ -494,7 +500,9 @@ mod tests {
     }
 
     impl Container for Fake {
-        fn create(&mut self, at: &Path, node: Node) -> Result<Created, String> {
+        type Made = PathBuf;
+
+        fn create(&mut self, at: &Path, node: Node) -> Result<PathBuf, String> {
             if self.fail_at.as_deref() == Some(at) {
                 return Err("immutable".into());
             }
@@ -507,16 +515,11 @@ mod tests {
                 Node::Ldconfig { .. } => "ldconfig",
             };
             self.log.push(format!("create {kind} {}", at.display()));
-            Ok(Created {
-                at: at.to_path_buf(),
-                mounted: kind == "bind",
-                made: true,
-                parents: Vec::new(),
-            })
+            Ok(at.to_path_buf())
         }
 
-        fn undo(&mut self, created: &Created) -> Result<(), String> {
-            self.log.push(format!("undo {}", created.at.display()));
+        fn undo(&mut self, made: PathBuf) -> Result<(), String> {
+            self.log.push(format!("undo {}", made.display()));
             Ok(())
         }
     }

@@ -128,3 +128,44 @@ fn the_shipped_settings_validate_and_an_unknown_library_group_is_refused() {
         stdout(&out)
     );
 }
+
+// The spec's linux.devices holds what a device plugin allocated (GPU 1:
+// /dev/kfd, card3, renderD130), and the image says AMD_VISIBLE_DEVICES=all.
+
+#[test]
+fn by_default_all_in_the_environment_gives_every_gpu_beyond_the_specs_allocation() {
+    run_case("allocated-one-env-all");
+}
+
+#[test]
+fn with_spec_candidates_all_gives_only_the_gpu_the_spec_allocates() {
+    run_case("spec-candidates-all");
+}
+
+#[test]
+fn with_spec_candidates_a_gpu_outside_the_allocation_fails_naming_the_allocated_ones() {
+    run_case("spec-candidates-outside-allocation");
+}
+
+/// The expected plans say what the cases above claim.
+#[test]
+fn the_allocation_cases_expect_what_their_names_say() {
+    let renders = |case| -> Vec<String> {
+        expected_devices("amd", case)
+            .into_iter()
+            .filter(|p| p.starts_with("/dev/dri/renderD"))
+            .collect()
+    };
+    assert_eq!(
+        renders("allocated-one-env-all"),
+        [
+            "/dev/dri/renderD129",
+            "/dev/dri/renderD130",
+            "/dev/dri/renderD128"
+        ]
+    );
+    assert_eq!(
+        expected_devices("amd", "spec-candidates-all"),
+        ["/dev/kfd", "/dev/dri/card3", "/dev/dri/renderD130"]
+    );
+}

@@ -98,6 +98,34 @@ fn xilinx_at_prestart_xilinx_xrt_is_left_unset_with_a_warning() {
     );
 }
 
+// The spec's linux.devices holds what a device plugin allocated (device 1:
+// renderD130, xclmgmt34816), and the image says XILINX_VISIBLE_DEVICES=all.
+
+#[test]
+fn xilinx_by_default_all_in_the_environment_gives_every_device_beyond_the_specs_allocation() {
+    xilinx("allocated-one-env-all");
+}
+
+#[test]
+fn xilinx_with_spec_candidates_all_gives_only_the_device_the_spec_allocates() {
+    xilinx("spec-candidates-all");
+}
+
+#[test]
+fn xilinx_with_spec_candidates_a_device_outside_the_allocation_fails_naming_the_allocated_ones() {
+    xilinx("spec-candidates-outside-allocation");
+}
+
+/// The expected plans say what the cases above claim.
+#[test]
+fn xilinx_the_allocation_cases_expect_what_their_names_say() {
+    assert_eq!(expected_devices("xilinx", "allocated-one-env-all").len(), 6);
+    assert_eq!(
+        expected_devices("xilinx", "spec-candidates-all"),
+        ["/dev/dri/renderD130", "/dev/xclmgmt34816"]
+    );
+}
+
 #[test]
 fn xilinx_unset_leaves_the_plugin_inactive() {
     xilinx("unset");

@@ -57,6 +57,72 @@ fn a_host_without_the_driver_fails_clearly() {
     run_case("no-driver");
 }
 
+// The spec's linux.devices holds the one GPU a device plugin allocated
+// (GPU 1, with the control nodes), and the image says
+// NVIDIA_VISIBLE_DEVICES=all.
+
+#[test]
+fn by_default_all_in_the_environment_gives_every_gpu_beyond_the_specs_allocation() {
+    run_case("allocated-one-env-all");
+}
+
+#[test]
+fn with_spec_candidates_all_gives_only_the_gpu_the_spec_allocates() {
+    run_case("spec-candidates-all");
+}
+
+#[test]
+fn with_spec_candidates_a_gpu_outside_the_allocation_fails_naming_the_allocated_ones() {
+    run_case("spec-candidates-outside-allocation");
+}
+
+#[test]
+fn with_spec_candidates_a_spec_that_allocates_no_gpu_gets_nothing_whatever_the_environment() {
+    run_case("spec-candidates-nothing-allocated");
+}
+
+#[test]
+fn the_spec_listed_device_rule_refuses_a_gpu_the_spec_does_not_list_even_when_privileged() {
+    run_case("device-rule-spec-listed");
+}
+
+#[test]
+fn the_spec_listed_device_rule_with_spec_candidates_gives_the_allocated_gpu() {
+    run_case("device-rule-spec-listed-spec-candidates");
+}
+
+#[test]
+fn the_privileged_only_device_rule_refuses_an_unprivileged_container() {
+    run_case("device-rule-privileged-only");
+}
+
+#[test]
+fn the_privileged_only_device_rule_lets_a_privileged_container_have_every_gpu() {
+    run_case("device-rule-privileged-only-privileged");
+}
+
+/// The GPU nodes of a case's expected plan (not the control nodes).
+fn gpu_nodes(case: &str) -> Vec<String> {
+    expected_devices("nvidia", case)
+        .into_iter()
+        .filter(|p| p.trim_start_matches("/dev/nvidia").parse::<u32>().is_ok())
+        .collect()
+}
+
+/// The expected plans say what the cases above claim.
+#[test]
+fn the_allocation_cases_expect_what_their_names_say() {
+    let both = ["/dev/nvidia0", "/dev/nvidia1"];
+    assert_eq!(gpu_nodes("allocated-one-env-all"), both);
+    assert_eq!(gpu_nodes("device-rule-privileged-only-privileged"), both);
+    assert_eq!(gpu_nodes("spec-candidates-all"), ["/dev/nvidia1"]);
+    assert_eq!(
+        gpu_nodes("device-rule-spec-listed-spec-candidates"),
+        ["/dev/nvidia1"]
+    );
+    assert!(expected_devices("nvidia", "spec-candidates-nothing-allocated").is_empty());
+}
+
 #[test]
 fn expect_fails_with_a_readable_diff_when_the_plan_changes() {
     let case = fixtures().join("nvidia/uuid");

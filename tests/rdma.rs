@@ -30,6 +30,41 @@ fn a_python_plugin_fails_clearly_on_a_host_without_rdma() {
     fixture_case("rdma", "no-driver");
 }
 
+// The spec's linux.devices holds what a device plugin allocated (mlx5_1's
+// uverbs1 and rdma_cm), and the image says RDMA_DEVICES=all.
+
+#[test]
+fn by_default_all_in_the_environment_gives_every_device_beyond_the_specs_allocation() {
+    fixture_case("rdma", "allocated-one-env-all");
+}
+
+#[test]
+fn with_spec_candidates_all_gives_only_the_device_the_spec_allocates() {
+    fixture_case("rdma", "spec-candidates-all");
+}
+
+#[test]
+fn with_spec_candidates_a_device_outside_the_allocation_fails_naming_the_allocated_ones() {
+    fixture_case("rdma", "spec-candidates-outside-allocation");
+}
+
+/// The expected plans say what the cases above claim.
+#[test]
+fn the_allocation_cases_expect_what_their_names_say() {
+    assert_eq!(
+        expected_devices("rdma", "allocated-one-env-all"),
+        [
+            "/dev/infiniband/uverbs0",
+            "/dev/infiniband/uverbs1",
+            "/dev/infiniband/rdma_cm"
+        ]
+    );
+    assert_eq!(
+        expected_devices("rdma", "spec-candidates-all"),
+        ["/dev/infiniband/uverbs1", "/dev/infiniband/rdma_cm"]
+    );
+}
+
 #[test]
 fn a_python_plugin_passes_plugins_check() {
     let out = hookhost([

@@ -28,6 +28,28 @@ fn a_listed_device_missing_on_the_host_fails_naming_config_and_path() {
     fixture_case("seed", "no-driver");
 }
 
+// The host's device rule holds for static policies too (`device_rule` in
+// the config, as an administrator's override would set it).
+
+#[test]
+fn the_spec_listed_device_rule_refuses_a_listed_device_the_spec_does_not_allocate() {
+    fixture_case("seed", "device-rule-spec-listed");
+}
+
+#[test]
+fn the_privileged_only_device_rule_refuses_an_unprivileged_container() {
+    fixture_case("seed", "device-rule-privileged-only");
+}
+
+#[test]
+fn the_privileged_only_device_rule_lets_a_privileged_container_have_the_devices() {
+    fixture_case("seed", "device-rule-privileged-only-privileged");
+    assert_eq!(
+        expected_devices("seed", "device-rule-privileged-only-privileged"),
+        expected_devices("seed", "onload")
+    );
+}
+
 #[test]
 fn a_symlink_to_an_unlisted_file_is_recreated_with_a_warning() {
     let host = fake_host("seed-onload");

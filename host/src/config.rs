@@ -13,6 +13,7 @@ use serde::Deserialize;
 
 use crate::context::ContainerContext;
 use crate::hostfs::AllowList;
+use crate::requests::DeviceRule;
 use crate::static_policy::StaticPolicy;
 
 /// Where plugins live when `--plugins-dir` is not given, lowest precedence first.
@@ -62,6 +63,10 @@ struct Manifest {
     activation: Option<ActivationSpec>,
     #[serde(default)]
     allow: Vec<String>,
+    /// Which device nodes the plugin may add at all (an administrator's
+    /// bound on what the container's environment can select).
+    #[serde(default)]
+    device_rule: DeviceRule,
     #[serde(default = "empty_object")]
     settings: serde_json::Value,
     #[serde(default)]
@@ -173,6 +178,7 @@ pub struct PluginConfig {
     pub manifest: PathBuf,
     pub activation: Activation,
     pub allow: AllowList,
+    pub device_rule: DeviceRule,
     pub on_error: OnError,
     pub kind: PluginKind,
 }
@@ -339,6 +345,7 @@ fn load_manifest(
                 ..Activation::default()
             },
             allow: policy.allow_list().map_err(|e| invalid("paths", e))?,
+            device_rule: policy.device_rule,
             on_error: OnError::Fail,
             kind: PluginKind::Static(policy),
         }));
@@ -414,6 +421,7 @@ fn load_manifest(
         manifest: path.to_path_buf(),
         activation,
         allow,
+        device_rule: manifest.device_rule,
         on_error: manifest.on_error,
         kind: PluginKind::Wasm(WasmPlugin {
             wasm,
@@ -541,6 +549,37 @@ mod tests {
         assert!(e.contains("allow") && e.contains("absolute"), "{e}");
         let e = load_error(r#"{"activation": {"always": true}, "wasm": "nope.wasm"}"#);
         assert!(e.contains("nope.wasm"), "{e}");
+    }
+
+    #[test]
+    fn the_device_rule_defaults_to_any_and_an_override_can_set_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (vendor, admin) = (tmp.path().join("vendor"), tmp.path().join("admin"));
+        write(&vendor, "gpu.json", GPU);
+        write(&vendor, "gpu.wasm", "");
+        write(&vendor, "seed.json", r#"{"activation_flag": "SEED"}"#);
+        let inv = Inventory::load(std::slice::from_ref(&vendor)).unwrap();
+        assert!(inv.plugins.iter().all(|p| p.device_rule == DeviceRule::Any));
+
+        write(
+            &admin,
+            "gpu.json",
+            r#"{"activation": {"env": ["GPU"]}, "allow": ["/dev/gpu*"], "device-rule": "spec-listed"}"#,
+        );
+        write(
+            &admin,
+            "seed.json",
+            r#"{"activation_flag": "SEED", "device_rule": "privileged-only"}"#,
+        );
+        let inv = Inventory::load(&[vendor, admin]).unwrap();
+        let rules: Vec<_> = inv.plugins.iter().map(|p| p.device_rule).collect();
+        assert_eq!(rules, [DeviceRule::SpecListed, DeviceRule::PrivilegedOnly]);
+
+        let e = load_error(r#"{"activation": {"always": true}, "device-rule": "listed"}"#);
+        assert!(
+            e.contains("x.json") && e.contains("unknown variant `listed`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use crate::config::{Inventory, OnError, PluginConfig, PluginKind};
 use crate::context::ContainerContext;
 use crate::plan::{Conflict, Plan};
-use crate::requests::{RequestError, Requests};
+use crate::requests::{DeviceGate, RequestError, Requests};
 use crate::runtime::{LogLevel, LogLine, PluginError, PluginInfo, Runtime};
 use crate::static_policy::StaticPolicy;
 
@@ -138,6 +138,7 @@ fn run_static(
         ctx.stage,
         runtime.host().clone(),
         plugin.allow.clone(),
+        DeviceGate::new(plugin.device_rule, ctx),
     );
     let warnings = policy
         .apply(&mut requests)

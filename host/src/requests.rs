@@ -6,7 +6,9 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::context::Stage;
+use oci_spec::runtime::{Capability, LinuxDeviceType};
+
+use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{clean_absolute, AllowList, FileKind, HostError, HostFs, HostStat};
 use crate::plan::{self, Conflict, Plan};
 
@@ -77,23 +79,133 @@ pub struct FileRequest {
     pub transfer: plan::Transfer,
 }
 
+/// Which device nodes a policy may add at all, whatever its allow-list
+/// permits: the manifest's `device-rule`, set by an administrator.
+///
+/// Policies select devices by the container's environment, which the image
+/// writes: `NVIDIA_VISIBLE_DEVICES=all` is in every CUDA image. Where a
+/// device plugin allocates devices (Kubernetes), that allocation, not the
+/// image, must bound what the container gets, for every policy alike.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceRule {
+    /// Any node the allow-list permits.
+    #[default]
+    Any,
+    /// Only nodes whose type and major:minor the spec's `linux.devices`
+    /// already lists: what the runtime makes and allows anyway.
+    SpecListed,
+    /// Only for privileged containers: `CAP_SYS_ADMIN` in the process's
+    /// bounding set, as NVIDIA's toolkit defines them.
+    PrivilegedOnly,
+}
+
+impl DeviceRule {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceRule::Any => "any",
+            DeviceRule::SpecListed => "spec-listed",
+            DeviceRule::PrivilegedOnly => "privileged-only",
+        }
+    }
+}
+
+/// A device rule with what it needs to know of the container, read once.
+#[derive(Debug, Clone, Default)]
+pub struct DeviceGate {
+    rule: DeviceRule,
+    /// Type letter and major:minor of each `linux.devices` entry.
+    listed: BTreeSet<(char, u32, u32)>,
+    privileged: bool,
+}
+
+impl DeviceGate {
+    pub fn new(rule: DeviceRule, ctx: &ContainerContext) -> Self {
+        let devices = ctx.spec.linux().as_ref().and_then(|l| l.devices().as_ref());
+        let listed = devices
+            .into_iter()
+            .flatten()
+            .filter_map(|d| {
+                let letter = match d.typ() {
+                    // `u` is an unbuffered character device: a character device.
+                    LinuxDeviceType::C | LinuxDeviceType::U => 'c',
+                    LinuxDeviceType::B => 'b',
+                    _ => return None,
+                };
+                Some((
+                    letter,
+                    u32::try_from(d.major()).ok()?,
+                    u32::try_from(d.minor()).ok()?,
+                ))
+            })
+            .collect();
+        let bounding = ctx
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().as_ref());
+        DeviceGate {
+            rule,
+            listed,
+            privileged: bounding.is_some_and(|caps| caps.contains(&Capability::SysAdmin)),
+        }
+    }
+
+    /// Whether `policy` may add `device`, a node of the host.
+    fn check(&self, policy: &str, device: &plan::Device) -> Result<(), RequestError> {
+        let why = match self.rule {
+            DeviceRule::Any => return Ok(()),
+            DeviceRule::SpecListed => {
+                let number = (device.kind.letter(), device.major, device.minor);
+                if self.listed.contains(&number) {
+                    return Ok(());
+                }
+                "the spec's linux.devices does not list that device"
+            }
+            DeviceRule::PrivilegedOnly => {
+                if self.privileged {
+                    return Ok(());
+                }
+                "the container is not privileged (no CAP_SYS_ADMIN in process.capabilities.bounding)"
+            }
+        };
+        Err(RequestError::NotAllowed(format!(
+            "device-rule {}: plugin `{policy}` may not add {} ({} {}:{}): {why}",
+            self.rule.name(),
+            device.host_path,
+            device.kind.letter(),
+            device.major,
+            device.minor,
+        )))
+    }
+}
+
 /// One policy's requests for one container, and the plan they make.
 pub struct Requests {
     policy: String,
     stage: Stage,
     host: Arc<HostFs>,
     allow: AllowList,
+    devices: DeviceGate,
     plan: Plan,
     count: usize,
 }
 
 impl Requests {
-    pub fn new(policy: &str, stage: Stage, host: Arc<HostFs>, allow: AllowList) -> Self {
+    pub fn new(
+        policy: &str,
+        stage: Stage,
+        host: Arc<HostFs>,
+        allow: AllowList,
+        devices: DeviceGate,
+    ) -> Self {
         Requests {
             policy: policy.to_string(),
             stage,
             host,
             allow,
+            devices,
             plan: Plan::default(),
             count: 0,
         }
@@ -162,7 +274,7 @@ impl Requests {
         }
         let host_path = self.host.check(&self.allow, &d.host_path)?;
         let at = d.container_path.as_deref().unwrap_or(&d.host_path);
-        self.plan.add_device(plan::Device {
+        let device = plan::Device {
             plugin: self.policy.clone(),
             container_path: container_path(at)?,
             host_path: host_path.display().to_string(),
@@ -173,7 +285,14 @@ impl Requests {
             uid: d.uid.unwrap_or(st.uid),
             gid: d.gid.unwrap_or(st.gid),
             permissions,
-        })?;
+        };
+        // By number, not by path: the number is what the container gets
+        // (the node and the cgroup rule are made from it), the path only
+        // names it. A listed device's node and rule in the plan widen
+        // nothing: the runtime makes and allows that device already, and
+        // the executor accepts an identical node at the same path.
+        self.devices.check(&self.policy, &device)?;
+        self.plan.add_device(device)?;
         Ok(())
     }
 
@@ -285,4 +404,108 @@ fn container_path(path: &str) -> Result<String, RequestError> {
         )));
     }
     Ok(clean.display().to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A container whose spec lists `devices` and whose process has the
+    /// bounding capabilities `bounding`.
+    fn container(devices: serde_json::Value, bounding: &[&str]) -> ContainerContext {
+        let spec = serde_json::json!({
+            "ociVersion": "1.0.2",
+            "root": {"path": "rootfs"},
+            "process": {
+                "user": {"uid": 0, "gid": 0}, "args": ["/bin/sh"], "cwd": "/",
+                "capabilities": {"bounding": bounding},
+            },
+            "linux": {"devices": devices},
+        });
+        ContainerContext {
+            spec: serde_json::from_value(spec).unwrap(),
+            ..ContainerContext::empty()
+        }
+    }
+
+    fn gpu(minor: u32) -> plan::Device {
+        plan::Device {
+            plugin: "nvidia".into(),
+            container_path: format!("/dev/nvidia{minor}"),
+            host_path: format!("/dev/nvidia{minor}"),
+            kind: plan::DeviceType::Char,
+            major: 195,
+            minor,
+            file_mode: 0o666,
+            uid: 0,
+            gid: 0,
+            permissions: "rwm".into(),
+        }
+    }
+
+    fn one_gpu_listed() -> serde_json::Value {
+        serde_json::json!([{"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 0}])
+    }
+
+    #[test]
+    fn any_admits_every_device() {
+        let gate = DeviceGate::new(DeviceRule::Any, &container(serde_json::json!([]), &[]));
+        assert_eq!(gate.check("nvidia", &gpu(1)), Ok(()));
+    }
+
+    #[test]
+    fn spec_listed_admits_only_listed_numbers_and_names_rule_plugin_and_node() {
+        let gate = DeviceGate::new(
+            DeviceRule::SpecListed,
+            &container(one_gpu_listed(), &["CAP_SYS_ADMIN"]),
+        );
+        assert_eq!(gate.check("nvidia", &gpu(0)), Ok(()));
+        assert_eq!(
+            gate.check("nvidia", &gpu(1)),
+            Err(RequestError::NotAllowed(
+                "device-rule spec-listed: plugin `nvidia` may not add /dev/nvidia1 (c 195:1): \
+                 the spec's linux.devices does not list that device"
+                    .into()
+            )),
+            "privilege does not matter to spec-listed"
+        );
+    }
+
+    #[test]
+    fn spec_listed_matches_by_number_and_type_not_by_path() {
+        // The device plugin put GPU 1 at /dev/nvidia0: the number decides.
+        let listed = serde_json::json!([
+            {"path": "/dev/nvidia0", "type": "c", "major": 195, "minor": 1},
+            {"path": "/dev/sda", "type": "b", "major": 195, "minor": 2},
+        ]);
+        let gate = DeviceGate::new(DeviceRule::SpecListed, &container(listed, &[]));
+        assert_eq!(gate.check("nvidia", &gpu(1)), Ok(()));
+        assert!(
+            gate.check("nvidia", &gpu(0)).is_err(),
+            "same path, other number"
+        );
+        assert!(gate.check("nvidia", &gpu(2)).is_err(), "a block device");
+    }
+
+    #[test]
+    fn privileged_only_needs_cap_sys_admin_in_the_bounding_set() {
+        let unprivileged = container(one_gpu_listed(), &["CAP_CHOWN", "CAP_NET_ADMIN"]);
+        let gate = DeviceGate::new(DeviceRule::PrivilegedOnly, &unprivileged);
+        assert_eq!(
+            gate.check("nvidia", &gpu(0)),
+            Err(RequestError::NotAllowed(
+                "device-rule privileged-only: plugin `nvidia` may not add /dev/nvidia0 \
+                 (c 195:0): the container is not privileged (no CAP_SYS_ADMIN in \
+                 process.capabilities.bounding)"
+                    .into()
+            )),
+            "being listed does not matter to privileged-only"
+        );
+        let privileged = container(serde_json::json!([]), &["CAP_SYS_ADMIN"]);
+        let gate = DeviceGate::new(DeviceRule::PrivilegedOnly, &privileged);
+        assert_eq!(gate.check("nvidia", &gpu(1)), Ok(()));
+        // No process capabilities at all: not privileged.
+        let gate = DeviceGate::new(DeviceRule::PrivilegedOnly, &ContainerContext::empty());
+        assert!(gate.check("nvidia", &gpu(1)).is_err());
+    }
 }

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::hostfs::{AllowList, FileKind};
 use crate::plan::{FileRole, Transfer};
-use crate::requests::{DeviceRequest, FileRequest, RequestError, Requests};
+use crate::requests::{DeviceRequest, DeviceRule, FileRequest, RequestError, Requests};
 
 /// The mode of the `directories` a config creates in the container.
 const DIRECTORY_MODE: u32 = 0o755;
@@ -41,6 +41,10 @@ pub struct StaticPolicy {
     pub directories: Vec<String>,
     #[serde(default)]
     pub miscellaneous: Vec<String>,
+    /// hookhost's own key, not oci-injector-hook's: the manifest's
+    /// `device-rule`, so an administrator can bound a config's devices too.
+    #[serde(default)]
+    pub device_rule: DeviceRule,
 }
 
 impl StaticPolicy {

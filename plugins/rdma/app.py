@@ -9,6 +9,12 @@ it: `all`, or a comma list such as `mlx5_0,mlx5_1`. The container gets the
 selected devices' `/dev/infiniband/uverbsN` nodes and the connection manager
 `/dev/infiniband/rdma_cm`. The host maps names to nodes through sysfs:
 `/sys/class/infiniband_verbs/uverbsN/ibdev` holds the device name.
+
+The setting `candidates` says which devices RDMA_DEVICES chooses from:
+`host` (the default) every device of the host; `spec` only those whose
+uverbs node the spec's `linux.devices` lists (a device plugin's
+allocation), by device number, so that `all` cannot widen the allocation.
+This is hookhost_plugin::allocation of the Rust SDK, in Python.
 """
 
 import json
@@ -17,10 +23,26 @@ from componentize_py_types import Err
 from wit_world import exports
 from wit_world.exports.policy import PluginInfo
 from wit_world.imports import container, host, inject, log
+from wit_world.imports.types import FileKind
 
 VARIABLE = "RDMA_DEVICES"
 VERBS = "/sys/class/infiniband_verbs"
 RDMA_CM = "/dev/infiniband/rdma_cm"
+CANDIDATES = ("host", "spec")
+
+
+def parse_settings(text):
+    """The `candidates` setting; anything else in the settings is an error."""
+    settings = json.loads(text)
+    if not isinstance(settings, dict):
+        raise Err("invalid settings: must be a JSON object")
+    unknown = sorted(set(settings) - {"candidates"})
+    if unknown:
+        raise Err(f"invalid settings: unknown field `{unknown[0]}`, expected `candidates`")
+    candidates = settings.get("candidates", "host")
+    if candidates not in CANDIDATES:
+        raise Err(f"invalid settings: candidates: `{candidates}` is not `host` or `spec`")
+    return candidates
 
 
 def refused(error):
@@ -36,6 +58,39 @@ def verbs_devices():
         name = bytes(host.read_file(ibdev, 256)).decode().strip()
         devices[name] = f"/dev/infiniband/{node}"
     return devices
+
+
+def spec_numbers():
+    """major:minor of each character device the spec's linux.devices lists."""
+    return {
+        (d.major, d.minor) for d in container.spec_devices() if d.kind == FileKind.CHAR_DEVICE
+    }
+
+
+def allocated(devices, listed):
+    """The names of the devices whose uverbs node is `listed`, by number."""
+    names = []
+    for name, node in sorted(devices.items()):
+        st = host.stat(node)
+        if st.kind == FileKind.CHAR_DEVICE and (st.major, st.minor) in listed:
+            names.append(name)
+    return names
+
+
+def narrow(value, wanted, allocation, devices):
+    """`wanted`, RDMA_DEVICES's choice among every device, narrowed to the
+    `allocation`: `all` means all of it; a name outside it is an error."""
+    if value.strip() == "all":
+        return [name for name in wanted if name in allocation]
+    for name in wanted:
+        if name not in allocation:
+            have = ", ".join(f"{n} ({devices[n]})" for n in allocation)
+            raise Err(
+                f"{VARIABLE}: {name} ({devices[name]}) is not among the devices the spec "
+                f"allocates in linux.devices ({have}); with the setting `candidates: spec` "
+                "the variable can only narrow that allocation"
+            )
+    return wanted
 
 
 def selection(value, devices):
@@ -63,8 +118,7 @@ class Policy(exports.Policy):
         )
 
     def validate_settings(self, settings):
-        if json.loads(settings) != {}:
-            raise Err("this policy has no settings; leave `settings` empty")
+        parse_settings(settings)
 
     def devices(self):
         try:
@@ -76,11 +130,26 @@ class Policy(exports.Policy):
         value = container.getenv(VARIABLE)
         if value is None:
             return
+        candidates = parse_settings(host.settings())
+        nothing = (
+            "the spec's linux.devices allocates no RDMA device and the setting "
+            f"`candidates` is `spec`: nothing to inject, whatever {VARIABLE} says"
+        )
+        listed = spec_numbers() if candidates == "spec" else None
+        if listed == set():
+            log.log(log.Level.INFO, nothing)
+            return
         try:
             devices = verbs_devices()
             if not devices:
                 raise Err(f"no RDMA devices on this host (nothing in {VERBS})")
+            allocation = None if listed is None else allocated(devices, listed)
+            if allocation == []:
+                log.log(log.Level.INFO, nothing)
+                return
             wanted = selection(value, devices)
+            if allocation is not None:
+                wanted = narrow(value, wanted, allocation, devices)
             for name in wanted:
                 inject.add_device(inject.Device(devices[name], None, None, None, None, None))
             inject.add_device(inject.Device(RDMA_CM, None, None, None, None, None))

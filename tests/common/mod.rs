@@ -113,8 +113,10 @@ pub fn config_with_env(env: &[&str]) -> String {
 /// `rootfs/`, optionally `state.json`), a `case.json` naming the fake host
 /// it runs on (`{"host": "nvidia"}`; `"plugin"` names the plugin an error
 /// must blame, FAMILY by default; `"stage"` the stage, prestart by default;
-/// `"settings"` replaces that plugin's manifest settings; `"plugins-dir"`, a
-/// directory under `tests/fixtures/FAMILY`, replaces the installed plugins),
+/// `"settings"` replaces that plugin's manifest settings; `"manifest"` sets
+/// other fields of its manifest, as an administrator's override would
+/// (`{"device-rule": "spec-listed"}`); `"plugins-dir"`, a directory under
+/// `tests/fixtures/FAMILY`, replaces the installed plugins),
 /// and either the plan it must produce
 /// (`expected.json`) or a text its error must contain (`expected-error.txt`).
 ///
@@ -126,13 +128,18 @@ pub fn fixture_case(family: &str, name: &str) {
         serde_json::from_str(&std::fs::read_to_string(case.join("case.json")).unwrap()).unwrap();
     let plugin = spec["plugin"].as_str().unwrap_or(family);
     let host = fake_host(spec["host"].as_str().unwrap());
-    let with_settings = spec
-        .get("settings")
-        .map(|s| plugins_d_with_settings(plugin, s));
-    let plugins_d = match (&with_settings, spec["plugins-dir"].as_str()) {
-        (Some(dir), _) => dir.path().to_path_buf(),
-        (None, Some(dir)) => fixtures().join(family).join(dir),
-        (None, None) => plugins().join("plugins.d"),
+    let installed = match spec["plugins-dir"].as_str() {
+        Some(dir) => fixtures().join(family).join(dir),
+        None => plugins().join("plugins.d"),
+    };
+    let mut fields = spec["manifest"].as_object().cloned().unwrap_or_default();
+    if let Some(settings) = spec.get("settings") {
+        fields.insert("settings".into(), settings.clone());
+    }
+    let edited = (!fields.is_empty()).then(|| plugins_d_with(&installed, plugin, &fields));
+    let plugins_d = match &edited {
+        Some(dir) => dir.path().to_path_buf(),
+        None => installed,
     };
     let args = |extra: &[&str]| {
         let mut args: Vec<std::ffi::OsString> = vec!["test".into(), case.clone().into()];
@@ -184,18 +191,46 @@ pub fn fixture_case(family: &str, name: &str) {
     assert_eq!(stdout(&out), std::fs::read_to_string(&expected).unwrap());
 }
 
+/// The container paths of the device nodes in the expected plan of fixture
+/// case `FAMILY/CASE`. Expected plans are blessed from hookhost's own
+/// output: a test that claims what a case gives checks it here too.
+pub fn expected_devices(family: &str, case: &str) -> Vec<String> {
+    let path = fixtures().join(family).join(case).join("expected.json");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    plan["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["container-path"].as_str().unwrap().to_string())
+        .collect()
+}
+
 /// A copy of the installed `plugins.d` in which `plugin`'s manifest has these
 /// settings instead of its own.
 pub fn plugins_d_with_settings(plugin: &str, settings: &serde_json::Value) -> tempfile::TempDir {
+    let fields = serde_json::Map::from_iter([("settings".to_string(), settings.clone())]);
+    plugins_d_with(&plugins().join("plugins.d"), plugin, &fields)
+}
+
+/// A copy of the plugins directory `from` in which `plugin`'s manifest has
+/// these top-level `fields` instead of its own.
+pub fn plugins_d_with(
+    from: &Path,
+    plugin: &str,
+    fields: &serde_json::Map<String, serde_json::Value>,
+) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(plugins().join("plugins.d")).unwrap() {
+    for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, dir.path().join(path.file_name().unwrap())).unwrap();
     }
     let manifest = dir.path().join(format!("{plugin}.json"));
     let mut json: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).unwrap()).unwrap();
-    json["settings"] = settings.clone();
+    for (field, value) in fields {
+        json[field] = value.clone();
+    }
     std::fs::write(&manifest, json.to_string()).unwrap();
     dir
 }

@@ -15,7 +15,7 @@ use super::bindings::hookhost::policy::{container, host, inject, log, types};
 use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{AllowList, FileKind, HostFs};
 use crate::plan;
-use crate::requests::{DeviceRequest, FileRequest, RequestError, Requests};
+use crate::requests::{DeviceGate, DeviceRequest, FileRequest, RequestError, Requests};
 
 /// Most log lines kept from one plugin, and the longest kept line.
 const MAX_LOG_LINES: usize = 1_000;
@@ -83,11 +83,12 @@ impl PluginState {
         ctx: Arc<ContainerContext>,
         host: Arc<HostFs>,
         allow: AllowList,
+        devices: DeviceGate,
         settings: String,
         memory_bytes: usize,
     ) -> Self {
         PluginState {
-            requests: Requests::new(plugin, ctx.stage, host, allow),
+            requests: Requests::new(plugin, ctx.stage, host, allow, devices),
             ctx,
             settings,
             logs: Vec::new(),

@@ -26,6 +26,7 @@ use crate::config::{PluginConfig, WasmPlugin};
 use crate::context::ContainerContext;
 use crate::hostfs::HostFs;
 use crate::plan::Plan;
+use crate::requests::DeviceGate;
 use imports::PluginState;
 
 mod bindings {
@@ -197,11 +198,13 @@ impl Runtime {
         let wasmtime = self.wasmtime().expect("started by load");
         let wasm = component_of(plugin)?;
         let memory = usize::try_from(wasm.limits.memory_mib << 20).unwrap_or(usize::MAX);
+        let devices = DeviceGate::new(plugin.device_rule, &ctx);
         let state = PluginState::new(
             &plugin.name,
             ctx,
             self.host.clone(),
             plugin.allow.clone(),
+            devices,
             wasm.settings.clone(),
             memory,
         );

@@ -9,6 +9,7 @@ mod libraries;
 mod select;
 mod topology;
 
+use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
 use hookhost_plugin::inject::{self, Device};
 use hookhost_plugin::{container, log, PluginInfo, Policy};
 use serde::Deserialize;
@@ -21,6 +22,9 @@ use topology::Gpu;
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct Settings {
+    /// `host`: every GPU of the host; `spec`: only those whose render node
+    /// the spec's `linux.devices` lists (see `hookhost_plugin::allocation`).
+    candidates: Candidates,
     /// The library groups every GPU container gets; none by default.
     libraries: Vec<Group>,
     /// Where the libraries are, searched in order.
@@ -30,6 +34,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            candidates: Candidates::Host,
             libraries: Vec::new(),
             library_dirs: vec!["/opt/rocm/lib".to_string()],
         }
@@ -86,13 +91,49 @@ impl Policy for Amd {
             log::debug!("{VISIBLE_DEVICES} is empty: nothing to inject");
             return Ok(());
         }
+        let spec = match settings.candidates {
+            Candidates::Host => None,
+            Candidates::Spec => Some(SpecDevices::read()),
+        };
+        if spec.as_ref().is_some_and(SpecDevices::is_empty) {
+            log::info!("{}", nothing_allocated());
+            return Ok(());
+        }
         let gpus = topology::gpus()?;
         let kfd = topology::kfd_present()?;
         if let Some(missing) = topology::driver_missing(gpus.is_some(), kfd) {
             return Err(missing);
         }
         let gpus = gpus.unwrap_or_default();
-        let selected = visible.select(&gpus)?;
+        let allocated = match &spec {
+            Some(spec) => {
+                let allocated = allocated_gpus(spec, &gpus)?;
+                if allocated.is_empty() {
+                    log::info!("{}", nothing_allocated());
+                    return Ok(());
+                }
+                Some(allocated)
+            }
+            None => None,
+        };
+        let mut selected = visible.select(&gpus)?;
+        if let Some(allocated) = &allocated {
+            let describe = |&(index, gpu): &(usize, &Gpu)| {
+                format!("GPU {index} ({}, {})", gpu.bus_id(), gpu.render_node())
+            };
+            let allocation: Vec<String> = allocated
+                .iter()
+                .map(|&i| describe(&(i, &gpus[i])))
+                .collect();
+            selected = allocation::narrow(
+                VISIBLE_DEVICES,
+                visible == Visible::All,
+                selected,
+                |(index, _)| allocated.contains(index),
+                describe,
+                &allocation,
+            )?;
+        }
 
         Device::new(topology::KFD).request()?;
         for (index, gpu) in selected {
@@ -100,6 +141,25 @@ impl Policy for Amd {
         }
         rocm_libraries(&settings)
     }
+}
+
+/// The indices of the GPUs whose render node (the node ROCm computes
+/// through, which every GPU has) the spec lists, by number.
+fn allocated_gpus(spec: &SpecDevices, gpus: &[Gpu]) -> Result<Vec<usize>, String> {
+    let mut allocated = Vec::new();
+    for (index, gpu) in gpus.iter().enumerate() {
+        if spec.lists_node(&gpu.render_node())? {
+            allocated.push(index);
+        }
+    }
+    Ok(allocated)
+}
+
+fn nothing_allocated() -> String {
+    format!(
+        "the spec's linux.devices allocates no AMD GPU (no GPU's render node) and the \
+         setting `candidates` is `spec`: nothing to inject, whatever {VISIBLE_DEVICES} says"
+    )
 }
 
 /// The GPU's card and render nodes. The render node is what compute uses
@@ -161,6 +221,14 @@ mod tests {
     fn settings() {
         let settings = Settings::parse("{}").unwrap();
         assert!(settings.libraries.is_empty());
+        assert_eq!(settings.candidates, Candidates::Host);
+        let settings = Settings::parse(r#"{"candidates": "spec"}"#).unwrap();
+        assert_eq!(settings.candidates, Candidates::Spec);
+        let wrong = Settings::parse(r#"{"candidates": "all"}"#).unwrap_err();
+        assert!(
+            wrong.starts_with("invalid settings: unknown variant `all`, expected `host` or `spec`"),
+            "{wrong}"
+        );
         assert_eq!(settings.library_dirs, ["/opt/rocm/lib"]);
         let settings = Settings::parse(
             r#"{"libraries": ["smi", "runtime"], "library-dirs": ["/opt/rocm-6.2.0/lib"]}"#,

@@ -7,21 +7,26 @@ mod driver;
 mod files;
 mod select;
 
+use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
 use hookhost_plugin::host::{self, FileKind};
 use hookhost_plugin::inject::{self, Device, FileRole};
 use hookhost_plugin::{container, log, PluginInfo, Policy};
 use serde::Deserialize;
 
-use driver::Driver;
+use driver::{Driver, Gpu};
 use select::{Capability, Visible};
 
 const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 const DRIVER_CAPABILITIES: &str = "NVIDIA_DRIVER_CAPABILITIES";
 
-/// The manifest's `settings`: where the driver's files live on this host.
+/// The manifest's `settings`: which GPUs a container may choose from, and
+/// where the driver's files live on this host.
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct Settings {
+    /// `host`: every GPU of the host; `spec`: only those the spec's
+    /// `linux.devices` allocates (see `hookhost_plugin::allocation`).
+    candidates: Candidates,
     /// The 64-bit libraries, searched in order.
     library_dirs: Vec<String>,
     /// The 32-bit libraries of `compat32`, searched in order.
@@ -34,6 +39,7 @@ impl Default for Settings {
     fn default() -> Self {
         let dirs = |dirs: &[&str]| dirs.iter().map(|d| d.to_string()).collect();
         Settings {
+            candidates: Candidates::Host,
             library_dirs: dirs(&["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]),
             compat32_dirs: dirs(&["/usr/lib/i386-linux-gnu", "/usr/lib32"]),
             binary_dirs: dirs(&["/usr/bin"]),
@@ -92,26 +98,84 @@ impl Policy for Nvidia {
             return Ok(());
         }
         let caps = Capability::parse_list(container::getenv(DRIVER_CAPABILITIES).as_deref())?;
+        let spec = match settings.candidates {
+            Candidates::Host => None,
+            Candidates::Spec => Some(SpecDevices::read()),
+        };
+        if spec.as_ref().is_some_and(SpecDevices::is_empty) {
+            log::info!("{}", nothing_allocated());
+            return Ok(());
+        }
         let driver = Driver::probe()?.ok_or_else(|| {
             format!(
                 "NVIDIA driver not loaded on this host (no {})",
                 driver::VERSION_FILE
             )
         })?;
-        let gpus = visible.select(&driver.gpus)?;
+        let allocated = match &spec {
+            Some(spec) => {
+                let allocated = allocated_gpus(spec, &driver.gpus)?;
+                if allocated.is_empty() {
+                    log::info!("{}", nothing_allocated());
+                    return Ok(());
+                }
+                Some(allocated)
+            }
+            None => None,
+        };
+        let mut gpus = visible.select(&driver.gpus)?;
+        if let Some(allocated) = &allocated {
+            let describe = |gpu: &&Gpu| describe(&driver.gpus, gpu);
+            gpus = allocation::narrow(
+                VISIBLE_DEVICES,
+                visible == Visible::All,
+                gpus,
+                |gpu| allocated.iter().any(|a| std::ptr::eq(*a, *gpu)),
+                describe,
+                &allocated.iter().map(describe).collect::<Vec<_>>(),
+            )?;
+        }
 
         control_devices(&caps)?;
         for gpu in gpus {
-            log::debug!(
-                "GPU {} at {}, /dev/nvidia{}",
-                gpu.uuid,
-                gpu.bus_id,
-                gpu.minor
-            );
-            Device::new(format!("/dev/nvidia{}", gpu.minor)).request()?;
+            log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
+            Device::new(gpu_node(gpu)).request()?;
         }
         driver_files(&settings, &caps, &driver.version)
     }
+}
+
+fn gpu_node(gpu: &Gpu) -> String {
+    format!("/dev/nvidia{}", gpu.minor)
+}
+
+/// `GPU 1 (GPU-e2a9…, /dev/nvidia1)`, for errors.
+fn describe(gpus: &[Gpu], gpu: &Gpu) -> String {
+    let index = gpus.iter().position(|g| std::ptr::eq(g, gpu));
+    format!(
+        "GPU {} ({}, {})",
+        index.map_or("?".to_string(), |i| i.to_string()),
+        gpu.uuid,
+        gpu_node(gpu)
+    )
+}
+
+/// The GPUs whose node the spec lists, by number, in bus order.
+fn allocated_gpus<'a>(spec: &SpecDevices, gpus: &'a [Gpu]) -> Result<Vec<&'a Gpu>, String> {
+    let mut allocated = Vec::new();
+    for gpu in gpus {
+        if spec.lists_node(&gpu_node(gpu))? {
+            allocated.push(gpu);
+        }
+    }
+    Ok(allocated)
+}
+
+fn nothing_allocated() -> String {
+    format!(
+        "the spec's linux.devices allocates no NVIDIA GPU and the setting `candidates` is \
+         `spec`: nothing to inject, whatever {VISIBLE_DEVICES} says"
+    )
 }
 
 /// The nodes beside the GPUs' own, each with the capability that needs it,
@@ -190,6 +254,14 @@ mod tests {
     fn settings() {
         let settings = Settings::parse("{}").unwrap();
         assert_eq!(settings.binary_dirs, ["/usr/bin"]);
+        assert_eq!(settings.candidates, Candidates::Host);
+        let settings = Settings::parse(r#"{"candidates": "spec"}"#).unwrap();
+        assert_eq!(settings.candidates, Candidates::Spec);
+        let wrong = Settings::parse(r#"{"candidates": "env"}"#).unwrap_err();
+        assert!(
+            wrong.starts_with("invalid settings: unknown variant `env`, expected `host` or `spec`"),
+            "{wrong}"
+        );
         let settings = Settings::parse(r#"{"binary-dirs": ["/opt/nvidia/bin"]}"#).unwrap();
         assert_eq!(settings.binary_dirs, ["/opt/nvidia/bin"]);
         assert_eq!(settings.library_dirs, Settings::default().library_dirs);

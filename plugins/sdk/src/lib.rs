@@ -376,6 +376,193 @@ pub mod links {
     }
 }
 
+/// Choosing among the devices the spec already allocates, not among all of
+/// the host's.
+///
+/// A device plugin (Kubernetes) writes what it allocated to a container into
+/// the spec's `linux.devices`, while the container's environment comes from
+/// its image: every CUDA image says `NVIDIA_VISIBLE_DEVICES=all`. A policy
+/// that selects by a variable therefore offers the setting `candidates`:
+/// `host` (the default) chooses among every device of the host; `spec`
+/// chooses among the devices the spec lists, so the variable can only narrow
+/// the allocation (`all` means all of it), and a spec that allocates none of
+/// the policy's devices gets nothing, whatever the variable says, as NVIDIA's
+/// `accept-nvidia-visible-devices-envvar-when-unprivileged = false` does.
+///
+/// Devices are matched by number (major:minor of a character device), not by
+/// path: the number is what the container gets (the runtime makes the node
+/// and allows it in the device cgroup from it), the path only names it.
+pub mod allocation {
+    use std::collections::BTreeSet;
+
+    use serde::Deserialize;
+
+    use crate::container::{self, SpecDevice};
+    use crate::host::{self, FileKind};
+    use crate::Error;
+
+    /// The `candidates` setting: which devices a container's selection
+    /// chooses from.
+    #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+    #[serde(rename_all = "kebab-case")]
+    pub enum Candidates {
+        /// Every device of the host.
+        #[default]
+        Host,
+        /// Only the devices the spec's `linux.devices` lists.
+        Spec,
+    }
+
+    /// The character devices of the spec's `linux.devices`, by number.
+    #[derive(Debug, Clone, Default, PartialEq, Eq)]
+    pub struct SpecDevices {
+        numbers: BTreeSet<(u32, u32)>,
+    }
+
+    impl SpecDevices {
+        /// The container's (`container::spec_devices`).
+        pub fn read() -> Self {
+            Self::new(&container::spec_devices())
+        }
+
+        pub fn new(devices: &[SpecDevice]) -> Self {
+            SpecDevices {
+                numbers: devices
+                    .iter()
+                    .filter(|d| d.kind == FileKind::CharDevice)
+                    .map(|d| (d.major, d.minor))
+                    .collect(),
+            }
+        }
+
+        /// Whether the spec lists no character device at all.
+        pub fn is_empty(&self) -> bool {
+            self.numbers.is_empty()
+        }
+
+        /// Whether the spec lists the character device `major:minor`.
+        pub fn lists(&self, major: u32, minor: u32) -> bool {
+            self.numbers.contains(&(major, minor))
+        }
+
+        /// Whether the spec lists the host's character device node `path`,
+        /// by its number (`host::stat`). A path that is no character device
+        /// on this host, or none this plugin may see, is not listed.
+        pub fn lists_node(&self, path: &str) -> Result<bool, Error> {
+            if self.is_empty() {
+                return Ok(false);
+            }
+            match host::stat(path) {
+                Ok(stat) if stat.kind == FileKind::CharDevice => {
+                    Ok(self.lists(stat.major, stat.minor))
+                }
+                Ok(_) | Err(Error::NotFound(_) | Error::NotAllowed(_)) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
+    /// The devices a container gets with `candidates: spec`: `selected`,
+    /// what its `variable` chose among every device of the host, narrowed to
+    /// the `allocated` ones. `everything` says the variable was `all`: then
+    /// the allocated devices among `selected`. Otherwise every selected
+    /// device must be allocated; the error names the first that is not and
+    /// lists the `allocation` (a description of each allocated device).
+    pub fn narrow<T>(
+        variable: &str,
+        everything: bool,
+        selected: Vec<T>,
+        allocated: impl Fn(&T) -> bool,
+        describe: impl Fn(&T) -> String,
+        allocation: &[String],
+    ) -> Result<Vec<T>, String> {
+        if everything {
+            return Ok(selected.into_iter().filter(|d| allocated(d)).collect());
+        }
+        match selected.iter().find(|d| !allocated(d)) {
+            Some(outside) => Err(format!(
+                "{variable}: {} is not among the devices the spec allocates in linux.devices \
+                 ({}); with the setting `candidates: spec` the variable can only narrow \
+                 that allocation",
+                describe(outside),
+                allocation.join(", ")
+            )),
+            None => Ok(selected),
+        }
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        fn char_device(path: &str, major: u32, minor: u32) -> SpecDevice {
+            SpecDevice {
+                path: path.into(),
+                kind: FileKind::CharDevice,
+                major,
+                minor,
+            }
+        }
+
+        #[test]
+        fn spec_devices_are_character_devices_by_number() {
+            let spec = SpecDevices::new(&[
+                char_device("/dev/nvidia0", 195, 1),
+                SpecDevice {
+                    path: "/dev/sda".into(),
+                    kind: FileKind::BlockDevice,
+                    major: 195,
+                    minor: 2,
+                },
+            ]);
+            assert!(spec.lists(195, 1));
+            assert!(!spec.lists(195, 0), "the path does not matter");
+            assert!(!spec.lists(195, 2), "a block device is not a candidate");
+            assert!(SpecDevices::new(&[]).is_empty());
+        }
+
+        #[test]
+        fn the_setting_defaults_to_the_hosts_devices() {
+            assert_eq!(Candidates::default(), Candidates::Host);
+            let spec: Candidates = serde_json::from_str(r#""spec""#).unwrap();
+            assert_eq!(spec, Candidates::Spec);
+            assert!(serde_json::from_str::<Candidates>(r#""environment""#).is_err());
+        }
+
+        fn narrow_gpus(everything: bool, selected: Vec<u32>) -> Result<Vec<u32>, String> {
+            let allocation = ["GPU 1".to_string(), "GPU 3".to_string()];
+            narrow(
+                "GPUS",
+                everything,
+                selected,
+                |gpu| [1, 3].contains(gpu),
+                |gpu| format!("GPU {gpu}"),
+                &allocation,
+            )
+        }
+
+        #[test]
+        fn all_does_not_widen_the_allocation() {
+            assert_eq!(narrow_gpus(true, vec![0, 1, 2, 3]), Ok(vec![1, 3]));
+        }
+
+        #[test]
+        fn a_list_may_narrow_the_allocation_but_not_leave_it() {
+            assert_eq!(narrow_gpus(false, vec![3]), Ok(vec![3]));
+            assert_eq!(narrow_gpus(false, vec![]), Ok(vec![]));
+            assert_eq!(
+                narrow_gpus(false, vec![3, 2]),
+                Err(
+                    "GPUS: GPU 2 is not among the devices the spec allocates in linux.devices \
+                     (GPU 1, GPU 3); with the setting `candidates: spec` the variable can only \
+                     narrow that allocation"
+                        .into()
+                )
+            );
+        }
+    }
+}
+
 /// Helpers for a plugin's own unit tests (native, `cargo test`).
 pub mod testing {
     use std::collections::BTreeSet;

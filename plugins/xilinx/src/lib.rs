@@ -8,6 +8,7 @@
 mod select;
 mod sysfs;
 
+use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
 use hookhost_plugin::inject::{self, File, FileRole};
 use hookhost_plugin::{container, host, log, Error, PluginInfo, Policy};
 use serde::Deserialize;
@@ -22,6 +23,10 @@ const XILINX_XRT: &str = "XILINX_XRT";
 #[derive(Debug, Deserialize)]
 #[serde(default, deny_unknown_fields, rename_all = "kebab-case")]
 struct Settings {
+    /// `host`: every device of the host; `spec`: only those whose render
+    /// node the spec's `linux.devices` lists (see
+    /// `hookhost_plugin::allocation`).
+    candidates: Candidates,
     /// The XRT installation, bind-mounted read-only at the same path and
     /// named by `XILINX_XRT`; `null` when the images bring their own.
     xrt_dir: Option<String>,
@@ -30,6 +35,7 @@ struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
+            candidates: Candidates::Host,
             xrt_dir: Some("/opt/xilinx/xrt".into()),
         }
     }
@@ -93,13 +99,51 @@ impl Policy for Xilinx {
             log::debug!("{}: nothing selected", selection.source);
             return Ok(());
         }
+        let spec = match settings.candidates {
+            Candidates::Host => None,
+            Candidates::Spec => Some(SpecDevices::read()),
+        };
+        if spec.as_ref().is_some_and(SpecDevices::is_empty) {
+            log::info!("{}", nothing_allocated(&selection.source));
+            return Ok(());
+        }
         let devices = sysfs::probe()?.ok_or_else(|| {
             format!(
                 "Xilinx XRT driver not loaded on this host (no {})",
                 sysfs::XOCL
             )
         })?;
-        let selected = selection.select(&devices)?;
+        let allocated = match &spec {
+            Some(spec) => {
+                let allocated = allocated_devices(spec, &devices)?;
+                if allocated.is_empty() {
+                    log::info!("{}", nothing_allocated(&selection.source));
+                    return Ok(());
+                }
+                Some(allocated)
+            }
+            None => None,
+        };
+        let mut selected = selection.select(&devices)?;
+        if let Some(allocated) = &allocated {
+            let describe = |device: &&Device| {
+                let index = devices.iter().position(|d| std::ptr::eq(d, *device));
+                format!(
+                    "device {} ({}, {})",
+                    index.map_or("?".to_string(), |i| i.to_string()),
+                    device.user,
+                    device.render.as_deref().unwrap_or("no render node")
+                )
+            };
+            selected = allocation::narrow(
+                &selection.source,
+                selection.visible == Visible::All,
+                selected,
+                |device| allocated.iter().any(|a| std::ptr::eq(*a, *device)),
+                describe,
+                &allocated.iter().map(describe).collect::<Vec<_>>(),
+            )?;
+        }
         // Only `all` can select nothing; a container that asks for every
         // device surely needs one.
         if selected.is_empty() {
@@ -116,6 +160,31 @@ impl Policy for Xilinx {
         }
         Ok(())
     }
+}
+
+/// The devices whose user function's render node the spec lists, by
+/// number: every device has one (the management function may be missing, in
+/// a virtual machine).
+fn allocated_devices<'a>(
+    spec: &SpecDevices,
+    devices: &'a [Device],
+) -> Result<Vec<&'a Device>, String> {
+    let mut allocated = Vec::new();
+    for device in devices {
+        if let Some(render) = &device.render {
+            if spec.lists_node(render)? {
+                allocated.push(device);
+            }
+        }
+    }
+    Ok(allocated)
+}
+
+fn nothing_allocated(source: &str) -> String {
+    format!(
+        "the spec's linux.devices allocates no Xilinx device (no user function's render \
+         node) and the setting `candidates` is `spec`: nothing to inject, whatever {source} says"
+    )
 }
 
 /// A device's user function node and, where this host has it, its
@@ -200,6 +269,20 @@ mod tests {
         assert_eq!(
             Settings::parse(r#"{"xrt-dir": null}"#).unwrap().xrt_dir,
             None
+        );
+        assert_eq!(Settings::parse("{}").unwrap().candidates, Candidates::Host);
+        assert_eq!(
+            Settings::parse(r#"{"candidates": "spec"}"#)
+                .unwrap()
+                .candidates,
+            Candidates::Spec
+        );
+        let wrong = Settings::parse(r#"{"candidates": "annotation"}"#).unwrap_err();
+        assert!(
+            wrong.starts_with(
+                "invalid settings: unknown variant `annotation`, expected `host` or `spec`"
+            ),
+            "{wrong}"
         );
         assert_eq!(
             Settings::parse(r#"{"xrt-dir": "/opt/xilinx/xrt_2.16"}"#)

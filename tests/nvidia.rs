@@ -217,3 +217,39 @@ fn the_manifest_allow_list_is_what_the_policy_uses() {
         "{plan}"
     );
 }
+
+#[test]
+fn steps_lists_what_the_hook_would_do_in_its_order() {
+    let host = fake_host("nvidia");
+    let out = hookhost([
+        "test".as_ref(),
+        fixtures().join("nvidia/uuid").as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins().join("plugins.d").as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--steps".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let text = stdout(&out);
+    let actions: Vec<&str> = text
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(1))
+        .collect();
+    // Rules before any node; nodes, binds, links, the drop-in, ldconfig last.
+    let first = |a: &str| actions.iter().position(|x| *x == a).unwrap();
+    let last = |a: &str| actions.iter().rposition(|x| *x == a).unwrap();
+    assert!(last("cgroup-allow") < first("mknod"), "{text}");
+    assert!(last("mknod") < first("bind"), "{text}");
+    assert!(last("bind") < first("symlink"), "{text}");
+    assert!(last("symlink") < first("write"), "{text}");
+    assert_eq!(actions.last(), Some(&"ldconfig"), "{text}");
+    assert!(
+        text.contains("cgroup-allow nvidia           c 195:1 rwm"),
+        "the second GPU's rule:\n{text}"
+    );
+    assert!(
+        text.contains("/etc/ld.so.conf.d/000-hookhost.conf"),
+        "{text}"
+    );
+}

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
+use crate::backend::dry_run;
+use crate::backend::hook::{flow, ldconfig};
 use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
-use crate::dry_run;
 use crate::evaluate::{evaluate, Outcome, Status};
-use crate::executor;
 use crate::hostfs::HostFs;
+use crate::lowering::lower;
 use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
 
 /// An OCI hook host whose device and file injection policies are
@@ -71,8 +72,8 @@ enum Command {
     /// container's mount namespace (and cgroup), before pivot_root.
     CreateContainer(HookArgs),
     /// Internal: the executor runs the host's ldconfig through this, in new
-    /// namespaces and under resource limits (see executor::ldconfig).
-    #[command(name = executor::ldconfig::COMMAND, hide = true)]
+    /// namespaces and under resource limits (see backend::hook::ldconfig).
+    #[command(name = ldconfig::COMMAND, hide = true)]
     LdconfigSandbox(LdconfigSandboxArgs),
 }
 
@@ -118,8 +119,13 @@ struct TestArgs {
     stage: Stage,
 
     /// Print the plan as JSON instead of a table.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "steps")]
     json: bool,
+
+    /// Print the operations the hook would run, in order, instead of the
+    /// plan (device owners mapped through the container's user namespace).
+    #[arg(long)]
+    steps: bool,
 
     /// Compare with this plan (JSON); exit 1 and print a diff if they differ.
     #[arg(long, value_name = "PLAN.json")]
@@ -165,11 +171,9 @@ impl Cli {
             Command::Prestart(args) => hook(&global, args, Stage::Prestart),
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
             Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
-            Command::LdconfigSandbox(args) => Ok(executor::ldconfig::sandbox(
-                &args.ldconfig,
-                &args.rootfs,
-                &args.dirs,
-            )),
+            Command::LdconfigSandbox(args) => {
+                Ok(ldconfig::sandbox(&args.ldconfig, &args.rootfs, &args.dirs))
+            }
         }
     }
 }
@@ -253,7 +257,11 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
             },
         );
     }
-    if args.json {
+    if args.steps {
+        let ctx = &ctx;
+        let lowered = lower(&evaluation.plan, &ctx.uid_mappings, &ctx.gid_mappings)?;
+        print!("{}", dry_run::render_steps(&lowered));
+    } else if args.json {
         print!("{}", dry_run::to_json(&evaluation.plan));
     } else {
         print!(
@@ -264,84 +272,28 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// The hook: evaluate, inject, audit. Runs with what runc gives a hook: no
-/// PATH, no HOME, no terminal; every failure is one line on stderr.
+/// The hook: evaluate, lower, inject, audit (see `backend::hook::flow`).
+/// Runs with what runc gives a hook: no PATH, no HOME, no terminal; every
+/// failure is one line on stderr.
 fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCode> {
-    let start = std::time::Instant::now();
-    refuse_loader_variables(stage)?;
+    let names = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+    if let Some(warning) = flow::check_environment(stage, names)? {
+        eprintln!("hookhost: warning: {warning}");
+    }
     let state = OciState::read(None)?;
     let bundle = state.bundle.clone();
     let ctx = Arc::new(ContainerContext::load(&bundle, state, stage)?);
     let inventory = global.inventory()?;
     let runtime = global.runtime()?;
-    let audit = |actions: &[executor::Action], error: Option<String>| {
-        let Some(log) = &args.audit_log else { return };
-        let record = executor::AuditRecord {
-            container: &ctx.id,
-            stage,
-            ok: error.is_none(),
-            error,
-            micros: u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX),
-            actions,
-        };
-        if let Err(e) = executor::audit(log, &record) {
-            eprintln!(
-                "hookhost: warning: cannot write the audit log {}: {e}",
-                log.display()
-            );
-        }
+    let options = flow::Options {
+        audit_log: args.audit_log,
+        audit_always: args.audit_always,
+        ldconfig: args.ldconfig,
     };
-    let evaluation = match evaluate(&runtime, &inventory, &ctx) {
-        Ok(evaluation) => evaluation,
-        Err(failed) => {
-            print_logs(&failed.outcomes, false);
-            audit(&[], Some(failed.error.to_string()));
-            return Err(failed.error.into());
-        }
-    };
-    print_logs(&evaluation.outcomes, false);
-    let plan = evaluation.plan;
-    if plan.is_empty() {
-        if args.audit_always {
-            audit(&[], None);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let (actions, result) = executor::inject(&plan, &ctx, runtime.host(), &args.ldconfig);
-    audit(&actions, result.as_ref().err().map(ToString::to_string));
-    result?;
+    flow::run(&runtime, &inventory, &ctx, &options, &|outcomes| {
+        print_logs(outcomes, false)
+    })?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// Variables that make a dynamic loader, or glibc itself, load or trust
-/// files named by whoever set them.
-const LOADER_VARIABLES: &[&str] = &["GLIBC_TUNABLES", "GCONV_PATH"];
-
-/// runc hands a createContainer hook whose entry has no `env` the
-/// container's own environment: an image's `LD_PRELOAD` then reaches a root
-/// process (CVE-2025-23266). hookhost is statically linked, so no loader
-/// reads them, but what it starts must not inherit them either, and their
-/// presence means the hook entry is wrong: refused at createContainer,
-/// where the values are the image's, and a warning elsewhere.
-fn refuse_loader_variables(stage: Stage) -> anyhow::Result<()> {
-    let mut found: Vec<String> = std::env::vars_os()
-        .map(|(name, _)| name.to_string_lossy().into_owned())
-        .filter(|name| name.starts_with("LD_") || LOADER_VARIABLES.contains(&name.as_str()))
-        .collect();
-    if found.is_empty() {
-        return Ok(());
-    }
-    found.sort();
-    let names = found.join(", ");
-    let fix = "give the hook entry an explicit \"env\" (e.g. [])";
-    if stage == Stage::CreateContainer {
-        bail!(
-            "the hook's environment carries {names}, which a createContainer hook without \
-             \"env\" gets from the container's image; refusing to run as root with it: {fix}"
-        );
-    }
-    eprintln!("hookhost: warning: the hook's environment carries {names}; {fix}");
-    Ok(())
 }
 
 fn print_logs(outcomes: &[Outcome], verbose: bool) {

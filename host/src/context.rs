@@ -22,14 +22,6 @@ pub enum Stage {
     Cdi,
 }
 
-impl Stage {
-    /// Only back ends that write the spec before the container exists can
-    /// change its environment; a hook runs too late for that.
-    pub fn can_set_env(self) -> bool {
-        matches!(self, Stage::RuntimeShim | Stage::Cdi)
-    }
-}
-
 /// One line of a user-namespace mapping.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IdMapping {

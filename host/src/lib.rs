@@ -3,18 +3,23 @@
 //!
 //! The modules follow the data: the [`context`] of the container being
 //! started and the [`config`] of the installed plugins go into the plugin
-//! [`runtime`]; [`evaluate`] runs the active plugins and merges their
-//! requests into one [`plan`]; back ends consume the plan ([`dry_run`]
-//! shows it). [`hostfs`] is the confined view of the host that plugins get.
+//! [`runtime`]; every request passes the one gate, [`requests`];
+//! [`evaluate`] runs the active plugins and merges their requests into one
+//! [`plan`]; [`lowering`] turns the plan into ordered, typed operations;
+//! the [`backend`]s carry them out (the [`backend::hook`] executor) or show
+//! them ([`backend::dry_run`]), and [`audit`] records what was done.
+//! [`hostfs`] is the confined view of the host that plugins get; [`sys`]
+//! holds the one `unsafe` system call wrapper.
 #![deny(unsafe_code)]
 
+pub mod audit;
+pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod context;
-pub mod dry_run;
 pub mod evaluate;
-pub mod executor;
 pub mod hostfs;
+pub mod lowering;
 pub mod plan;
 pub mod requests;
 pub mod runtime;

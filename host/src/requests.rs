@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use oci_spec::runtime::{Capability, LinuxDeviceType};
 
+use crate::backend::Capabilities;
 use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{clean_absolute, AllowList, FileKind, HostError, HostFs, HostStat};
 use crate::plan::{self, Conflict, Plan};
@@ -184,7 +185,8 @@ impl DeviceGate {
 /// One policy's requests for one container, and the plan they make.
 pub struct Requests {
     policy: String,
-    stage: Stage,
+    /// What the back end serving this stage can carry out.
+    can: Capabilities,
     host: Arc<HostFs>,
     allow: AllowList,
     devices: DeviceGate,
@@ -202,7 +204,7 @@ impl Requests {
     ) -> Self {
         Requests {
             policy: policy.to_string(),
-            stage,
+            can: Capabilities::of(stage),
             host,
             allow,
             devices,
@@ -230,6 +232,17 @@ impl Requests {
         Ok(self.host.stat(&self.allow, path)?)
     }
 
+    /// Refuses a request the back end cannot carry out, naming the back end.
+    fn supported(&self, can: bool, what: &str, action: &str) -> Result<(), RequestError> {
+        if can {
+            return Ok(());
+        }
+        Err(RequestError::Unsupported(format!(
+            "{what}: {} cannot {action}",
+            self.can.name
+        )))
+    }
+
     /// The first step of every request: count it.
     fn count(&mut self) -> Result<(), RequestError> {
         self.count += 1;
@@ -243,6 +256,7 @@ impl Requests {
 
     pub fn add_device(&mut self, d: DeviceRequest) -> Result<(), RequestError> {
         self.count()?;
+        self.supported(self.can.devices(), &d.host_path, "allow devices")?;
         let st = self.stat(&d.host_path)?;
         let kind = match st.kind {
             FileKind::CharDevice => plan::DeviceType::Char,
@@ -321,6 +335,9 @@ impl Requests {
                 )))
             }
         };
+        if f.transfer == plan::Transfer::Copy {
+            self.supported(self.can.copies, &f.host_path, "copy files (ask for a bind)")?;
+        }
         let host_path = self.host.check(&self.allow, &f.host_path)?;
         let at = f.container_path.as_deref().unwrap_or(&f.host_path);
         self.plan.add_file(plan::File {
@@ -352,6 +369,7 @@ impl Requests {
 
     pub fn symlink(&mut self, target: &str, path: &str) -> Result<(), RequestError> {
         self.count()?;
+        self.supported(self.can.symlinks, path, "make symlinks")?;
         if target.is_empty() || target.contains('\0') {
             return Err(RequestError::Invalid(format!(
                 "{path}: a symlink target must be non-empty and free of NUL bytes"
@@ -367,13 +385,7 @@ impl Requests {
 
     pub fn set_env(&mut self, name: &str, value: &str) -> Result<(), RequestError> {
         self.count()?;
-        if !self.stage.can_set_env() {
-            return Err(RequestError::Unsupported(format!(
-                "{name}: a {:?} hook cannot change the container's environment; \
-                 only the runtime-shim and CDI back ends can",
-                self.stage
-            )));
-        }
+        self.supported(self.can.env, name, "change the container's environment")?;
         if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
             return Err(RequestError::Invalid(format!(
                 "`{name}` is not a valid environment variable name"
@@ -389,6 +401,11 @@ impl Requests {
 
     pub fn run_ldconfig(&mut self) -> Result<(), RequestError> {
         self.count()?;
+        self.supported(
+            self.can.ldconfig,
+            "/etc/ld.so.cache",
+            "refresh the linker cache",
+        )?;
         self.plan.request_ldconfig(&self.policy);
         Ok(())
     }

@@ -2,9 +2,10 @@
 //! compares it with an expected one (`hookhost test --expect`).
 
 use std::fmt::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use crate::evaluate::{Outcome, Status};
+use crate::lowering::{Lowered, Op};
 use crate::plan::{Entry, Plan};
 
 /// The plan as a table grouped by plugin, followed by the plugins that did
@@ -96,12 +97,92 @@ pub fn to_json(plan: &Plan) -> String {
     text
 }
 
+/// An expected plan that cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ExpectedError {
+    #[error("cannot read expected plan {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("expected plan {} is not a valid plan: {source}", path.display())]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+}
+
 /// Reads an expected plan.
-pub fn read_expected(path: &Path) -> anyhow::Result<Plan> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| anyhow::anyhow!("cannot read expected plan {}: {e}", path.display()))?;
-    serde_json::from_str(&text)
-        .map_err(|e| anyhow::anyhow!("expected plan {} is not a valid plan: {e}", path.display()))
+pub fn read_expected(path: &Path) -> Result<Plan, ExpectedError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ExpectedError::Read {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| ExpectedError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// The lowered plan, one line per operation in the order a back end runs
+/// them: what the hook would do, step by step (`hookhost test --steps`).
+pub fn render_steps(lowered: &Lowered) -> String {
+    let mut out = String::new();
+    for (i, rule) in lowered.rules.iter().enumerate() {
+        let _ = writeln!(
+            out,
+            "{:>3}. {:<12} {:<16} {}",
+            i + 1,
+            "cgroup-allow",
+            rule.plugin,
+            rule.what
+        );
+    }
+    let first = lowered.rules.len();
+    for (i, op) in lowered.ops.iter().enumerate() {
+        let detail = match &op.what {
+            Op::Directory { mode, .. } => format!("mode {mode:04o}"),
+            Op::DeviceNode {
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+                ..
+            } => format!(
+                "{} {major}:{minor} mode {mode:04o} owner {uid}:{gid}",
+                kind.letter()
+            ),
+            Op::Bind {
+                host_path,
+                directory,
+                ..
+            } => format!(
+                "<- {host_path}{} (read-only)",
+                if *directory { " (directory)" } else { "" }
+            ),
+            Op::Copy { host_path, .. } => format!("<- {host_path}"),
+            Op::Symlink { target, .. } => format!("-> {target}"),
+            Op::Write { content, .. } => format!("{} bytes", content.len()),
+            Op::Ldconfig { dirs } => dirs.join(" "),
+        };
+        let _ = writeln!(
+            out,
+            "{:>3}. {:<12} {:<16} {}  {detail}",
+            first + i + 1,
+            op.what.action(),
+            op.plugin,
+            op.what.path()
+        );
+    }
+    for (name, value) in lowered.env.iter().map(|e| &e.what) {
+        let _ = writeln!(out, "     env {name}={value}");
+    }
+    if out.is_empty() {
+        out.push_str("nothing to do\n");
+    }
+    out
 }
 
 /// A unified diff of the two plans' JSON, or `None` when they are equal.

@@ -29,9 +29,62 @@ use nix::sys::stat::{fstat, fstatat, mkdirat, mknodat, FileStat, Mode, SFlag};
 use nix::unistd::{fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
 use pathrs::Root;
 
-use super::{Container, Node};
+use super::{Container, Node, Reason};
 use crate::plan::DeviceType;
 use crate::sys;
+
+/// Why a change to the rootfs failed: the call, what it was given and the
+/// errno, or what the image has in the way.
+#[derive(Debug, thiserror::Error)]
+pub enum RootfsError {
+    #[error("{call} {arg}: {errno}")]
+    Sys {
+        call: &'static str,
+        arg: String,
+        errno: Errno,
+    },
+    #[error("{op}: {source}")]
+    Io { op: String, source: std::io::Error },
+    #[error("resolving {path} in the rootfs: {}", super::chain(source))]
+    Resolve {
+        path: String,
+        source: pathrs::error::Error,
+    },
+    /// Something the image (or a writer racing the hook) put in the way.
+    #[error("{0}")]
+    Refused(String),
+    #[error("{0}")]
+    Ldconfig(String),
+    #[error("{error} (and undoing it failed: {undo})")]
+    UndoFailed {
+        error: Box<RootfsError>,
+        undo: Box<RootfsError>,
+    },
+}
+
+/// The error of system call `call` on `arg`.
+fn sys(call: &'static str, arg: impl std::fmt::Display) -> impl FnOnce(Errno) -> RootfsError {
+    let arg = arg.to_string();
+    move |errno| RootfsError::Sys { call, arg, errno }
+}
+
+fn io(op: String, source: std::io::Error) -> RootfsError {
+    RootfsError::Io { op, source }
+}
+
+fn refused(what: &str) -> RootfsError {
+    RootfsError::Refused(what.to_string())
+}
+
+/// A device node to make.
+struct Device {
+    kind: DeviceType,
+    major: u32,
+    minor: u32,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+}
 
 pub struct Rootfs {
     root: Root,
@@ -60,19 +113,19 @@ struct Entry {
 
 impl Entry {
     /// Removes the entry if it still names the inode we made.
-    fn remove(&self) -> Result<(), String> {
+    fn remove(&self) -> Result<(), RootfsError> {
         let now = fstatat(
             &self.dir,
             self.name.as_os_str(),
             AtFlags::AT_SYMLINK_NOFOLLOW,
         )
-        .map_err(|e| format!("fstatat {}: {e}", self.name.display()))?;
-        let made = fstat(&self.inode).map_err(|e| format!("fstat: {e}"))?;
+        .map_err(sys("fstatat", self.name.display()))?;
+        let made = fstat(&self.inode).map_err(sys("fstat", self.name.display()))?;
         if (now.st_dev, now.st_ino) != (made.st_dev, made.st_ino) {
-            return Err(format!(
+            return Err(RootfsError::Refused(format!(
                 "{} was replaced since hookhost made it; left in place",
                 self.name.display()
-            ));
+            )));
         }
         let how = if kind(&now) == SFlag::S_IFDIR {
             UnlinkatFlags::RemoveDir
@@ -80,7 +133,7 @@ impl Entry {
             UnlinkatFlags::NoRemoveDir
         };
         unlinkat(&self.dir, self.name.as_os_str(), how)
-            .map_err(|e| format!("unlinkat {}: {e}", self.name.display()))
+            .map_err(sys("unlinkat", self.name.display()))
     }
 }
 
@@ -102,7 +155,7 @@ impl Rootfs {
     /// The parent directory of `at`, by fd: resolved in the rootfs where it
     /// exists, made one level at a time (0755) where it does not, each level
     /// recorded in `made` so an undo removes exactly those.
-    fn parent(&self, at: &Path, made: &mut Vec<Entry>) -> Result<OwnedFd, String> {
+    fn parent(&self, at: &Path, made: &mut Vec<Entry>) -> Result<OwnedFd, RootfsError> {
         let parent = at.parent().unwrap_or(Path::new("/"));
         let mut missing: Vec<&OsStr> = Vec::new();
         let mut existing = parent;
@@ -113,24 +166,23 @@ impl Rootfs {
                     missing.push(existing.file_name().unwrap_or_default());
                     existing = existing.parent().unwrap_or(Path::new("/"));
                 }
-                Err(e) => {
-                    return Err(format!(
-                        "resolving {} in the rootfs: {}",
-                        existing.display(),
-                        super::chain(&e)
-                    ))
+                Err(source) => {
+                    return Err(RootfsError::Resolve {
+                        path: existing.display().to_string(),
+                        source,
+                    })
                 }
             }
         };
-        if kind(&fstat(&dir).map_err(|e| format!("fstat: {e}"))?) != SFlag::S_IFDIR {
-            return Err(format!(
+        if kind(&fstat(&dir).map_err(sys("fstat", existing.display()))?) != SFlag::S_IFDIR {
+            return Err(RootfsError::Refused(format!(
                 "{} is not a directory in the image",
                 existing.display()
-            ));
+            )));
         }
         for name in missing.into_iter().rev() {
             mkdirat(&dir, name, Mode::from_bits_truncate(0o755))
-                .map_err(|e| format!("mkdirat {}: {e}", name.display()))?;
+                .map_err(sys("mkdirat", name.display()))?;
             let entry = entry(&dir, name, OFlag::O_DIRECTORY)?;
             let next = dup(&entry.inode)?;
             made.push(entry);
@@ -139,13 +191,20 @@ impl Rootfs {
         Ok(dir)
     }
 
-    fn directory(&self, dir: &OwnedFd, name: &OsStr, mode: u32) -> Result<Option<Entry>, String> {
+    fn directory(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        mode: u32,
+    ) -> Result<Option<Entry>, RootfsError> {
         match existing(dir, name)? {
             Some(st) if kind(&st) == SFlag::S_IFDIR => Ok(None),
-            Some(_) => Err("the image has something other than a directory there".into()),
+            Some(_) => Err(refused(
+                "the image has something other than a directory there",
+            )),
             None => {
                 mkdirat(dir, name, Mode::from_bits_truncate(mode))
-                    .map_err(|e| format!("mkdirat: {e}"))?;
+                    .map_err(sys("mkdirat", name.display()))?;
                 entry(dir, name, OFlag::O_DIRECTORY).map(Some)
             }
         }
@@ -155,9 +214,9 @@ impl Rootfs {
         &self,
         dir: &OwnedFd,
         name: &OsStr,
-        d: &crate::plan::Device,
+        d: &Device,
         made: &mut Made,
-    ) -> Result<(), String> {
+    ) -> Result<(), RootfsError> {
         let kind_wanted = match d.kind {
             DeviceType::Char => SFlag::S_IFCHR,
             DeviceType::Block => SFlag::S_IFBLK,
@@ -168,25 +227,27 @@ impl Rootfs {
             return if is_ours(&st) {
                 Ok(())
             } else {
-                Err(format!(
+                Err(RootfsError::Refused(format!(
                     "something else is already there (wanted {} {}:{})",
                     d.kind.letter(),
                     d.major,
                     d.minor
-                ))
+                )))
             };
         }
         mknodat(
             dir,
             name,
             kind_wanted,
-            Mode::from_bits_truncate(d.file_mode),
+            Mode::from_bits_truncate(d.mode),
             dev,
         )
-        .map_err(|e| format!("mknodat: {e}"))?;
+        .map_err(sys("mknodat", name.display()))?;
         let node = made.node.insert(entry(dir, name, OFlag::empty())?);
-        if !is_ours(&fstat(&node.inode).map_err(|e| format!("fstat: {e}"))?) {
-            return Err("the new node was replaced before it could be owned".into());
+        if !is_ours(&fstat(&node.inode).map_err(sys("fstat", name.display()))?) {
+            return Err(refused(
+                "the new node was replaced before it could be owned",
+            ));
         }
         fchownat(
             &node.inode,
@@ -195,10 +256,15 @@ impl Rootfs {
             Some(Gid::from_raw(d.gid)),
             AtFlags::AT_EMPTY_PATH,
         )
-        .map_err(|e| format!("fchownat {}:{}: {e}", d.uid, d.gid))
+        .map_err(sys("fchownat", format!("{}:{}", d.uid, d.gid)))
     }
 
-    fn symlink(&self, dir: &OwnedFd, name: &OsStr, target: &str) -> Result<Option<Entry>, String> {
+    fn symlink(
+        &self,
+        dir: &OwnedFd,
+        name: &OsStr,
+        target: &str,
+    ) -> Result<Option<Entry>, RootfsError> {
         if let Some(st) = existing(dir, name)? {
             // A link an earlier start of this rootfs made is kept.
             let same = kind(&st) == SFlag::S_IFLNK
@@ -206,12 +272,12 @@ impl Rootfs {
             return if same {
                 Ok(None)
             } else {
-                Err(format!(
+                Err(RootfsError::Refused(format!(
                     "something else is already there (wanted a symlink to {target})"
-                ))
+                )))
             };
         }
-        symlinkat(target, dir, name).map_err(|e| format!("symlinkat: {e}"))?;
+        symlinkat(target, dir, name).map_err(sys("symlinkat", name.display()))?;
         entry(dir, name, OFlag::empty()).map(Some)
     }
 
@@ -223,7 +289,7 @@ impl Rootfs {
         name: &OsStr,
         mut source: Box<dyn Read + Send>,
         mode: u32,
-    ) -> Result<Option<Entry>, String> {
+    ) -> Result<Option<Entry>, RootfsError> {
         // A copy is the container's own file: it never carries setuid or
         // setgid (a 4755 host tool would be a root shell for any user in the
         // container). File capabilities live in xattrs, which are not copied.
@@ -235,7 +301,7 @@ impl Rootfs {
             {
                 Ok(None)
             } else {
-                Err("something else is already there".into())
+                Err(refused("something else is already there"))
             };
         }
         let temp = OsString::from(format!(
@@ -249,13 +315,16 @@ impl Rootfs {
             OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::from_bits_truncate(mode),
         )
-        .map_err(|e| format!("creating {}: {e}", temp.display()))?;
+        .map_err(sys("openat(O_CREAT|O_EXCL)", temp.display()))?;
         let mut file = File::from(fd);
         let written = std::io::copy(&mut source, &mut file)
-            .map_err(|e| format!("copying: {e}"))
+            .map_err(|source| RootfsError::Io {
+                op: format!("copying into {}", temp.display()),
+                source,
+            })
             .and_then(|_| {
                 nix::sys::stat::fchmod(&file, Mode::from_bits_truncate(mode))
-                    .map_err(|e| format!("fchmod {mode:04o}: {e}"))
+                    .map_err(sys("fchmod", format!("{mode:04o}")))
             })
             .and_then(|()| {
                 renameat2(
@@ -265,7 +334,7 @@ impl Rootfs {
                     name,
                     RenameFlags::RENAME_NOREPLACE,
                 )
-                .map_err(|e| format!("renameat2 into place: {e}"))
+                .map_err(sys("renameat2(RENAME_NOREPLACE)", name.display()))
             });
         if let Err(e) = written {
             let _ = unlinkat(dir, temp.as_os_str(), UnlinkatFlags::NoRemoveDir);
@@ -290,7 +359,7 @@ impl Rootfs {
         tree: OwnedFd,
         directory: bool,
         made: &mut Made,
-    ) -> Result<(), String> {
+    ) -> Result<(), RootfsError> {
         let want = if directory {
             SFlag::S_IFDIR
         } else {
@@ -306,7 +375,7 @@ impl Rootfs {
             Err(Errno::ENOENT) => {
                 if directory {
                     mkdirat(dir, name, Mode::from_bits_truncate(0o755))
-                        .map_err(|e| format!("making the mount point: mkdirat: {e}"))?;
+                        .map_err(sys("mkdirat", name.display()))?;
                 } else {
                     openat(
                         dir,
@@ -318,24 +387,26 @@ impl Rootfs {
                             | OFlag::O_CLOEXEC,
                         Mode::from_bits_truncate(0o644),
                     )
-                    .map_err(|e| format!("making the mount point: openat: {e}"))?;
+                    .map_err(sys("openat(O_CREAT|O_EXCL)", name.display()))?;
                 }
                 dup(&made.node.insert(entry(dir, name, OFlag::empty())?).inode)?
             }
-            Err(e) => return Err(format!("opening the mount point: {e}")),
+            Err(e) => return Err(sys("openat(O_PATH)", name.display())(e)),
         };
-        if kind(&fstat(&point).map_err(|e| format!("fstat: {e}"))?) != want {
-            return Err(format!(
+        if kind(&fstat(&point).map_err(sys("fstat", name.display()))?) != want {
+            return Err(RootfsError::Refused(format!(
                 "the image has something other than a {} there",
                 if directory { "directory" } else { "file" }
-            ));
+            )));
         }
         let mut attrs = sys::MOUNT_ATTR_RDONLY | sys::MOUNT_ATTR_NOSUID | sys::MOUNT_ATTR_NODEV;
         if !directory {
             attrs |= sys::MOUNT_ATTR_NOSYMFOLLOW;
         }
-        sys::mount_setattr(&tree, attrs, false)
-            .map_err(|e| format!("mount_setattr(RDONLY|NOSUID|NODEV) on the detached bind: {e}"))?;
+        sys::mount_setattr(&tree, attrs, false).map_err(sys(
+            "mount_setattr(RDONLY|NOSUID|NODEV)",
+            "the detached bind",
+        ))?;
         rustix::mount::move_mount(
             tree.as_fd(),
             "",
@@ -344,24 +415,41 @@ impl Rootfs {
             rustix::mount::MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH
                 | rustix::mount::MoveMountFlags::MOVE_MOUNT_T_EMPTY_PATH,
         )
-        .map_err(|e| format!("move_mount: {e}"))?;
+        .map_err(|e| sys("move_mount", name.display())(Errno::from_raw(e.raw_os_error())))?;
         made.mount = Some(tree);
         Ok(())
     }
 
-    fn make(&self, at: &Path, node: Node, made: &mut Made) -> Result<(), String> {
+    fn make(&self, at: &Path, node: Node, made: &mut Made) -> Result<(), RootfsError> {
         if let Node::Ldconfig { binary, dirs } = node {
             // Not a node: the host's ldconfig in a sandbox of its own
             // (see super::ldconfig).
-            return super::ldconfig::run(&binary, &self.path, &dirs);
+            return super::ldconfig::run(&binary, &self.path, &dirs).map_err(RootfsError::Ldconfig);
         }
         let name = at
             .file_name()
-            .ok_or_else(|| "the rootfs itself is not a target".to_string())?;
+            .ok_or_else(|| refused("the rootfs itself is not a target"))?;
         let dir = self.parent(at, &mut made.parents)?;
         match node {
             Node::Directory { mode } => made.node = self.directory(&dir, name, mode)?,
-            Node::Device(d) => self.device(&dir, name, &d, made)?,
+            Node::Device {
+                kind,
+                major,
+                minor,
+                mode,
+                uid,
+                gid,
+            } => {
+                let d = Device {
+                    kind,
+                    major,
+                    minor,
+                    mode,
+                    uid,
+                    gid,
+                };
+                self.device(&dir, name, &d, made)?
+            }
             Node::Symlink { target } => made.node = self.symlink(&dir, name, &target)?,
             Node::Write { source, mode } => made.node = self.write(&dir, name, source, mode)?,
             Node::Bind { tree, directory } => self.bind(&dir, name, tree, directory, made)?,
@@ -374,28 +462,39 @@ impl Rootfs {
 impl Container for Rootfs {
     type Made = Made;
 
-    fn create(&mut self, at: &Path, node: Node) -> Result<Made, String> {
+    fn create(&mut self, at: &Path, node: Node) -> Result<Made, Reason> {
         let mut made = Made::default();
         match self.make(at, node, &mut made) {
             Ok(()) => Ok(made),
-            Err(e) => {
+            Err(error) => {
                 // Leave nothing behind, not even the parents made for it.
-                match self.undo(made) {
-                    Ok(()) => Err(e),
-                    Err(undo) => Err(format!("{e} (and undoing it failed: {undo})")),
+                match self.remove(made) {
+                    Ok(()) => Err(error.into()),
+                    Err(undo) => Err(RootfsError::UndoFailed {
+                        error: Box::new(error),
+                        undo: Box::new(undo),
+                    }
+                    .into()),
                 }
             }
         }
     }
 
-    fn undo(&mut self, made: Made) -> Result<(), String> {
+    fn undo(&mut self, made: Made) -> Result<(), Reason> {
+        self.remove(made).map_err(Into::into)
+    }
+}
+
+impl Rootfs {
+    /// Undoes one creation: unmount, remove the node, remove the parents.
+    fn remove(&self, made: Made) -> Result<(), RootfsError> {
         if let Some(tree) = &made.mount {
             // The clone's own fd names exactly the mount we attached.
             nix::mount::umount2(
                 format!("/proc/self/fd/{}", tree.as_raw_fd()).as_str(),
                 nix::mount::MntFlags::MNT_DETACH,
             )
-            .map_err(|e| format!("umount: {e}"))?;
+            .map_err(sys("umount2(MNT_DETACH)", "the attached bind"))?;
         }
         if let Some(node) = &made.node {
             node.remove()?;
@@ -408,23 +507,23 @@ impl Container for Rootfs {
 }
 
 /// What is at `name` in `dir` now (not following a link), if anything.
-fn existing(dir: &OwnedFd, name: &OsStr) -> Result<Option<FileStat>, String> {
+fn existing(dir: &OwnedFd, name: &OsStr) -> Result<Option<FileStat>, RootfsError> {
     match fstatat(dir, name, AtFlags::AT_SYMLINK_NOFOLLOW) {
         Ok(st) => Ok(Some(st)),
         Err(Errno::ENOENT) => Ok(None),
-        Err(e) => Err(format!("fstatat: {e}")),
+        Err(e) => Err(sys("fstatat", name.display())(e)),
     }
 }
 
 /// The entry we just made at `name`, opened without following it.
-fn entry(dir: &OwnedFd, name: &OsStr, extra: OFlag) -> Result<Entry, String> {
+fn entry(dir: &OwnedFd, name: &OsStr, extra: OFlag) -> Result<Entry, RootfsError> {
     let inode = openat(
         dir,
         name,
         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC | extra,
         Mode::empty(),
     )
-    .map_err(|e| format!("opening the new {}: {e}", name.display()))?;
+    .map_err(sys("openat(O_PATH|O_NOFOLLOW)", name.display()))?;
     Ok(Entry {
         dir: dup(dir)?,
         name: name.to_owned(),
@@ -439,24 +538,24 @@ fn same_content(
     dir: &OwnedFd,
     name: &OsStr,
     source: &mut Box<dyn Read + Send>,
-) -> Result<bool, String> {
+) -> Result<bool, RootfsError> {
     let path = openat(
         dir,
         name,
         OFlag::O_PATH | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
         Mode::empty(),
     )
-    .map_err(|e| format!("opening the existing {}: {e}", name.display()))?;
-    if kind(&fstat(&path).map_err(|e| format!("fstat: {e}"))?) != SFlag::S_IFREG {
+    .map_err(sys("openat(O_PATH|O_NOFOLLOW)", name.display()))?;
+    if kind(&fstat(&path).map_err(sys("fstat", name.display()))?) != SFlag::S_IFREG {
         return Ok(false);
     }
     let mut existing = File::open(format!("/proc/self/fd/{}", path.as_raw_fd()))
-        .map_err(|e| format!("reading the existing {}: {e}", name.display()))?;
+        .map_err(|source| io(format!("reopening the existing {}", name.display()), source))?;
     let (mut a, mut b) = (vec![0; 64 * 1024], vec![0; 64 * 1024]);
     loop {
-        let n = read_full(source, &mut a).map_err(|e| format!("reading the source: {e}"))?;
+        let n = read_full(source, &mut a).map_err(|e| io("reading the source".into(), e))?;
         let m = read_full(&mut existing, &mut b[..n.max(1)])
-            .map_err(|e| format!("reading the existing {}: {e}", name.display()))?;
+            .map_err(|e| io(format!("reading the existing {}", name.display()), e))?;
         if n != m || a[..n] != b[..m] {
             return Ok(false);
         }
@@ -478,8 +577,8 @@ fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> std::io::Result<usize> {
     Ok(filled)
 }
 
-fn dup(fd: &OwnedFd) -> Result<OwnedFd, String> {
-    fd.try_clone().map_err(|e| format!("dup: {e}"))
+fn dup(fd: &OwnedFd) -> Result<OwnedFd, RootfsError> {
+    fd.try_clone().map_err(|source| io("dup".into(), source))
 }
 
 fn kind(st: &FileStat) -> SFlag {

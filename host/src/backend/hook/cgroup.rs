@@ -9,7 +9,8 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use super::DeviceCgroup;
+use super::{DeviceCgroup, Reason};
+use crate::lowering::DeviceRule;
 
 /// The v1 devices cgroup directory of `pid`, found through
 /// `/proc/PID/cgroup` under the v1 `devices` hierarchy mounted at `mount`
@@ -84,22 +85,35 @@ impl V1 {
         Ok(V1 { dir })
     }
 
-    fn write(&self, file: &str, rule: &str) -> Result<(), String> {
+    fn write(&self, file: &str, rule: &DeviceRule) -> Result<(), Reason> {
         let path = self.dir.join(file);
         std::fs::OpenOptions::new()
             .write(true)
             .open(&path)
-            .and_then(|mut f| f.write_all(rule.as_bytes()))
-            .map_err(|e| format!("writing `{rule}` to {}: {e}", path.display()))
+            .and_then(|mut f| f.write_all(rule.to_string().as_bytes()))
+            .map_err(|source| {
+                Box::new(CgroupError {
+                    path: path.clone(),
+                    source,
+                }) as Reason
+            })
     }
 }
 
+/// A rule the cgroup refused, with the file it went to.
+#[derive(Debug, thiserror::Error)]
+#[error("writing to {}: {source}", path.display())]
+pub struct CgroupError {
+    path: PathBuf,
+    source: std::io::Error,
+}
+
 impl DeviceCgroup for V1 {
-    fn allow(&mut self, rule: &str) -> Result<(), String> {
+    fn allow(&mut self, rule: &DeviceRule) -> Result<(), Reason> {
         self.write("devices.allow", rule)
     }
 
-    fn deny(&mut self, rule: &str) -> Result<(), String> {
+    fn deny(&mut self, rule: &DeviceRule) -> Result<(), Reason> {
         self.write("devices.deny", rule)
     }
 }

@@ -1,0 +1,106 @@
+//! The back ends: what carries a lowered plan (see [`crate::lowering`]) out.
+//!
+//! - [`hook`]: the OCI hook executor (prestart, createRuntime,
+//!   createContainer), which changes a starting container's rootfs and
+//!   device cgroup itself;
+//! - [`dry_run`]: shows the plan and compares it with an expected one.
+//!
+//! The runtime shim (spec edits) and CDI back ends land beside them. What
+//! each can honour is stated once, in [`Capabilities`], and the request
+//! gate ([`crate::requests`]) refuses the rest when the plugin asks.
+
+pub mod dry_run;
+pub mod hook;
+
+use crate::context::Stage;
+
+/// What a back end can carry out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Capabilities {
+    /// How messages name it: "a prestart hook".
+    pub name: &'static str,
+    /// Set the container's environment (only before the container exists).
+    pub env: bool,
+    /// Allow devices on a cgroup v1 host (`devices.allow`).
+    pub devices_v1: bool,
+    /// Allow devices on a cgroup v2 host (the spec's rules, or a BPF program).
+    pub devices_v2: bool,
+    /// Copy host files into the rootfs.
+    pub copies: bool,
+    /// Make symlinks in the rootfs.
+    pub symlinks: bool,
+    /// Refresh the linker cache.
+    pub ldconfig: bool,
+}
+
+impl Capabilities {
+    /// What the back end that serves `stage` can do.
+    pub fn of(stage: Stage) -> Self {
+        // A hook runs once the process's environment is fixed, and on cgroup
+        // v2 it would have to replace runc's BPF device program (not done:
+        // the executor refuses a plan with devices there, naming the
+        // runtime-shim and CDI routes).
+        let hook = |name| Capabilities {
+            name,
+            env: false,
+            devices_v1: true,
+            devices_v2: false,
+            copies: true,
+            symlinks: true,
+            ldconfig: true,
+        };
+        match stage {
+            Stage::Prestart => hook("a prestart hook"),
+            Stage::CreateRuntime => hook("a createRuntime hook"),
+            Stage::CreateContainer => hook("a createContainer hook"),
+            // Spec edits: env, devices and binds in config.json; the rest
+            // through a hook entry of hookhost's.
+            Stage::RuntimeShim => Capabilities {
+                name: "the runtime shim",
+                env: true,
+                devices_v1: true,
+                devices_v2: true,
+                copies: true,
+                symlinks: true,
+                ldconfig: true,
+            },
+            // CDI has env, device nodes, mounts and hooks, but no way to
+            // write a file into the rootfs.
+            Stage::Cdi => Capabilities {
+                name: "a CDI spec",
+                env: true,
+                devices_v1: true,
+                devices_v2: true,
+                copies: false,
+                symlinks: true,
+                ldconfig: true,
+            },
+        }
+    }
+
+    /// Whether devices can be allowed on some cgroup version; which one the
+    /// host has is the back end's to check when it runs.
+    pub fn devices(&self) -> bool {
+        self.devices_v1 || self.devices_v2
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_back_ends_that_write_the_spec_can_set_env() {
+        for stage in [
+            Stage::Prestart,
+            Stage::CreateRuntime,
+            Stage::CreateContainer,
+        ] {
+            assert!(!Capabilities::of(stage).env, "{stage:?}");
+            assert!(Capabilities::of(stage).copies, "{stage:?}");
+        }
+        assert!(Capabilities::of(Stage::RuntimeShim).env);
+        assert!(Capabilities::of(Stage::Cdi).env);
+        assert!(!Capabilities::of(Stage::Cdi).copies);
+    }
+}

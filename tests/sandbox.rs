@@ -38,11 +38,145 @@ fn a_plugin_that_loops_forever_is_stopped_at_its_time_limit() {
 }
 
 #[test]
-fn a_plugin_blocked_in_a_host_call_is_ended_by_the_watchdog() {
+fn a_plugin_asleep_in_a_host_call_is_stopped_at_its_time_limit_not_by_the_watchdog() {
     let out = run_hostile("sleep", r#", "limits": {"time-ms": 200}"#);
-    assert_fails_with(
-        &out,
-        "is stuck in `apply` past twice its time limit of 200 ms",
+    assert_fails_with(&out, "exceeded its time limit of 200 ms");
+    assert!(!stderr(&out).contains("stuck"), "{}", stderr(&out));
+}
+
+/// A plugin directory with the hostile plugin in `mode` (skipped on error,
+/// with a 300 ms budget) and the scripted one making a directory: hostile
+/// runs first (plugins run sorted by name).
+fn sleeper_and_scripted(mode: &str) -> tempfile::TempDir {
+    let dir = plugin_dir(
+        "hostile",
+        "hostile",
+        &format!(
+            r#"{{"activation": {{"always": true}}, "settings": {{"mode": "{mode}"}},
+                "limits": {{"time-ms": 300}}, "on-error": "skip"}}"#
+        ),
+    );
+    std::fs::copy(
+        plugins().join("test-plugins/scripted.wasm"),
+        dir.path().join("scripted.wasm"),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("scripted.json"),
+        r#"{"activation": {"always": true},
+            "settings": {"requests": [{"make-dir": {"container": "/var/lib/scripted", "mode": 493}}]}}"#,
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_skip_plugin_asleep_in_a_host_call_is_skipped_and_the_others_go_on() {
+    // One long sleep, and a loop of short ones: both blocked in WASI's clock.
+    for mode in ["sleep", "sleep-loop"] {
+        let plugins = sleeper_and_scripted(mode);
+        let bundle = bundle(&config_with_env(&[]));
+        let started = std::time::Instant::now();
+        let out = hookhost([
+            "test".as_ref(),
+            bundle.path().as_os_str(),
+            "--plugins-dir".as_ref(),
+            plugins.path().as_os_str(),
+            "--json".as_ref(),
+        ]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{mode}: {err}");
+        assert!(
+            err.contains("warning: skipped plugin `hostile`")
+                && err.contains("exceeded its time limit of 300 ms"),
+            "{mode}: {err}"
+        );
+        assert!(!err.contains("stuck"), "{mode}: not the watchdog: {err}");
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["directories"],
+            serde_json::json!([{"plugin": "scripted", "container-path": "/var/lib/scripted", "mode": "0755"}]),
+            "{mode}"
+        );
+        // Far from the hour asked for (and the watchdog would have failed
+        // the run at 600 ms): the sleep ended at the budget.
+        assert!(started.elapsed() < std::time::Duration::from_secs(30));
+    }
+}
+
+#[test]
+fn a_short_sleep_within_the_budget_still_sleeps_its_whole_time() {
+    let out = run_hostile("nap", "");
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn requests_with_multi_mib_paths_are_refused_and_the_hook_memory_stays_bounded() {
+    // Time enough for every request even on a host that keeps them (a
+    // host before the caps took 20 s and peaked near 500 MiB).
+    let plugins = plugin_dir(
+        "hostile",
+        "hostile",
+        r#"{"activation": {"always": true}, "settings": {"mode": "huge-paths"},
+            "limits": {"time-ms": 30000}}"#,
+    );
+    let bundle = bundle(&config_with_env(&[]));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .args(["test", "--no-cache", "--plugins-dir"])
+        .arg(plugins.path())
+        .arg(bundle.path())
+        .env_clear()
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // VmHWM is the peak resident size so far: polled until the hook exits,
+    // it misses at most the last moments of the run.
+    let status = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    while child.try_wait().unwrap().is_none() {
+        if let Ok(text) = std::fs::read_to_string(&status) {
+            let hwm = text
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").parse().ok());
+            peak_kib = peak_kib.max(hwm.unwrap_or(0));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let out = child.wait_with_output().unwrap();
+    assert_fails_with(&out, "make-dir: invalid: /a/a/a");
+    let err = stderr(&out);
+    for refusal in [
+        "a container path may be at most 4095 bytes long (PATH_MAX)",
+        "a symlink target may be at most 4095 bytes long (PATH_MAX)",
+        "a host path may be at most 4095 bytes long (PATH_MAX)",
+        "a glob pattern may be at most 4095 bytes long (PATH_MAX)",
+    ] {
+        assert!(err.contains(refusal), "stderr lacks {refusal:?}:\n{err}");
+    }
+    assert!(peak_kib > 0, "the hook's memory was never read");
+    // The plugin's 64 MiB, the engine, and one request in flight; a host
+    // keeping 400 requests of 4 MiB peaks far above.
+    assert!(
+        peak_kib < 150 << 10,
+        "the hook peaked at {} MiB",
+        peak_kib >> 10
+    );
+}
+
+#[test]
+fn a_plugin_flooding_its_log_keeps_a_thousand_lines_and_is_told_how_many_were_dropped() {
+    let out = run_hostile("log-flood", "");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("hostile: info: line 999\n"), "{err}");
+    assert!(!err.contains("line 1000\n"), "{err}");
+    assert!(
+        err.contains(
+            "hostile: warn: 99000 more log lines dropped: a plugin's log keeps at most 1000"
+        ),
+        "{err}"
     );
 }
 

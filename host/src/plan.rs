@@ -2,8 +2,13 @@
 //! and merged. It is the one type every back end consumes (hook executor,
 //! runtime shim, CDI, dry run), and it serialises to stable JSON so a plan can
 //! be printed, diffed and kept as a test expectation.
+//!
+//! Conflict checks go through an index by container path (and variable
+//! name), so building a plan of n entries costs n log n or better whatever
+//! the plugins ask: every add is checked inside a host call, where a
+//! plugin's time limit cannot stop the host.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -24,7 +29,46 @@ pub struct Plan {
     /// Present when some plugin asked for the linker cache to be refreshed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ldconfig: Option<Ldconfig>,
+    /// Derived from the entries: not part of the plan's value or its JSON.
+    #[serde(skip)]
+    index: Index,
 }
+
+/// Where each key of the plan is, and the directories of its libraries.
+/// It follows the entries as they are added through `add_*`; when the
+/// vectors were changed otherwise (a plan read from JSON), their total
+/// length differs from `len` and it is rebuilt.
+#[derive(Debug, Clone, Default)]
+struct Index {
+    /// How many entries are indexed.
+    len: usize,
+    /// Container path -> the entry claiming it (the first, in plan order).
+    paths: HashMap<String, Slot>,
+    /// Variable name -> its position in `env`.
+    env: HashMap<String, usize>,
+    library_dirs: BTreeSet<String>,
+    /// `library_dirs` has changed since `ldconfig.library_dirs` was set.
+    dirs_changed: bool,
+}
+
+/// An entry's kind and position.
+#[derive(Debug, Clone, Copy)]
+enum Slot {
+    Device(usize),
+    File(usize),
+    Directory(usize),
+    Symlink(usize),
+    Env(usize),
+}
+
+/// The index is a function of the entries: any two are equal.
+impl PartialEq for Index {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl Eq for Index {}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -222,28 +266,91 @@ impl Plan {
             .chain(self.env.iter().map(Entry::Env))
     }
 
+    /// The entries' total count, which the index must match.
+    fn len(&self) -> usize {
+        self.devices.len()
+            + self.files.len()
+            + self.directories.len()
+            + self.symlinks.len()
+            + self.env.len()
+    }
+
+    /// The index, rebuilt first if the entries changed behind its back.
+    fn index(&mut self) -> &mut Index {
+        if self.index.len != self.len() {
+            let mut index = Index {
+                len: self.len(),
+                dirs_changed: true,
+                ..Index::default()
+            };
+            let slots = (self.devices.iter().enumerate())
+                .map(|(i, d)| (&d.container_path, Slot::Device(i)))
+                .chain(
+                    (self.files.iter().enumerate())
+                        .map(|(i, f)| (&f.container_path, Slot::File(i))),
+                )
+                .chain(
+                    (self.directories.iter().enumerate())
+                        .map(|(i, d)| (&d.container_path, Slot::Directory(i))),
+                )
+                .chain(
+                    (self.symlinks.iter().enumerate())
+                        .map(|(i, s)| (&s.container_path, Slot::Symlink(i))),
+                );
+            for (path, slot) in slots {
+                index.paths.entry(path.clone()).or_insert(slot);
+            }
+            for (i, var) in self.env.iter().enumerate() {
+                index.env.entry(var.name.clone()).or_insert(i);
+            }
+            index.library_dirs = self.files.iter().filter_map(library_dir).collect();
+            self.index = index;
+        }
+        &mut self.index
+    }
+
+    /// The entry already planned at `new`'s key, if any.
+    fn planned(&mut self, new: &Entry) -> Option<Entry<'_>> {
+        let index = self.index();
+        let slot = match new {
+            Entry::Env(var) => Slot::Env(*index.env.get(&var.name)?),
+            _ => *index.paths.get(new.key())?,
+        };
+        Some(match slot {
+            Slot::Device(i) => Entry::Device(&self.devices[i]),
+            Slot::File(i) => Entry::File(&self.files[i]),
+            Slot::Directory(i) => Entry::Directory(&self.directories[i]),
+            Slot::Symlink(i) => Entry::Symlink(&self.symlinks[i]),
+            Slot::Env(i) => Entry::Env(&self.env[i]),
+        })
+    }
+
     /// Checks `new` against the entries already planned. `Ok(true)`: add it;
     /// `Ok(false)`: an identical entry is there already.
-    fn admit(&self, new: Entry) -> Result<bool, Conflict> {
-        let is_env = matches!(new, Entry::Env(_));
-        for old in self.entries() {
-            if old.key() != new.key() || matches!(old, Entry::Env(_)) != is_env {
-                continue;
-            }
-            if old.same_as(&new) {
-                return Ok(false);
-            }
-            return Err(Conflict {
-                path: new.key().to_string(),
-                first: format!("plugin `{}` ({})", old.plugin(), old.describe()),
-                second: format!("plugin `{}` ({})", new.plugin(), new.describe()),
-            });
+    fn admit(&mut self, new: Entry) -> Result<bool, Conflict> {
+        let Some(old) = self.planned(&new) else {
+            return Ok(true);
+        };
+        if old.same_as(&new) {
+            return Ok(false);
         }
-        Ok(true)
+        Err(Conflict {
+            path: new.key().to_string(),
+            first: format!("plugin `{}` ({})", old.plugin(), old.describe()),
+            second: format!("plugin `{}` ({})", new.plugin(), new.describe()),
+        })
+    }
+
+    /// Indexes an entry about to be pushed at `slot`; `admit` has just
+    /// brought the index in step.
+    fn indexed(&mut self, path: &str, slot: Slot) {
+        self.index.paths.insert(path.to_string(), slot);
+        self.index.len += 1;
     }
 
     pub fn add_device(&mut self, device: Device) -> Result<(), Conflict> {
         if self.admit(Entry::Device(&device))? {
+            self.indexed(&device.container_path, Slot::Device(self.devices.len()));
             self.devices.push(device);
         }
         Ok(())
@@ -251,6 +358,10 @@ impl Plan {
 
     pub fn add_file(&mut self, file: File) -> Result<(), Conflict> {
         if self.admit(Entry::File(&file))? {
+            self.indexed(&file.container_path, Slot::File(self.files.len()));
+            if let Some(dir) = library_dir(&file) {
+                self.index.dirs_changed |= self.index.library_dirs.insert(dir);
+            }
             self.files.push(file);
         }
         Ok(())
@@ -258,6 +369,7 @@ impl Plan {
 
     pub fn add_directory(&mut self, dir: Directory) -> Result<(), Conflict> {
         if self.admit(Entry::Directory(&dir))? {
+            self.indexed(&dir.container_path, Slot::Directory(self.directories.len()));
             self.directories.push(dir);
         }
         Ok(())
@@ -265,6 +377,7 @@ impl Plan {
 
     pub fn add_symlink(&mut self, link: Symlink) -> Result<(), Conflict> {
         if self.admit(Entry::Symlink(&link))? {
+            self.indexed(&link.container_path, Slot::Symlink(self.symlinks.len()));
             self.symlinks.push(link);
         }
         Ok(())
@@ -272,6 +385,8 @@ impl Plan {
 
     pub fn add_env(&mut self, var: EnvVar) -> Result<(), Conflict> {
         if self.admit(Entry::Env(&var))? {
+            self.index.env.insert(var.name.clone(), self.env.len());
+            self.index.len += 1;
             self.env.push(var);
         }
         Ok(())
@@ -279,6 +394,9 @@ impl Plan {
 
     /// Records that `plugin` wants ldconfig run once the files are in place.
     pub fn request_ldconfig(&mut self, plugin: &str) {
+        if self.ldconfig.is_none() {
+            self.index().dirs_changed = true;
+        }
         let ld = self.ldconfig.get_or_insert_with(Ldconfig::default);
         if !ld.plugins.iter().any(|p| p == plugin) {
             ld.plugins.push(plugin.to_string());
@@ -315,20 +433,19 @@ impl Plan {
         Ok(())
     }
 
-    /// Keeps `ldconfig.library-dirs` equal to the directories of the planned
-    /// libraries, whichever plugin added them.
+    /// Sets `ldconfig.library-dirs` to the directories of the planned
+    /// libraries, whichever plugin added them. `add_file` only notes a new
+    /// directory (so that n adds stay n log n); `merge`, `request_ldconfig`
+    /// and `Requests::take_plan` call this.
     pub fn refresh_library_dirs(&mut self) {
-        let Some(ld) = self.ldconfig.as_mut() else {
+        if self.ldconfig.is_none() || !self.index().dirs_changed {
             return;
-        };
-        let dirs: BTreeSet<String> = self
-            .files
-            .iter()
-            .filter(|f| f.role == FileRole::Library)
-            .filter_map(|f| Path::new(&f.container_path).parent())
-            .map(|p| p.display().to_string())
-            .collect();
-        ld.library_dirs = dirs.into_iter().collect();
+        }
+        self.index.dirs_changed = false;
+        let dirs = self.index.library_dirs.iter().cloned().collect();
+        if let Some(ld) = self.ldconfig.as_mut() {
+            ld.library_dirs = dirs;
+        }
     }
 
     /// The names of the plugins that contributed, in first-seen order.
@@ -346,6 +463,14 @@ impl Plan {
         }
         seen
     }
+}
+
+/// The container directory of a library, which ldconfig must scan.
+fn library_dir(file: &File) -> Option<String> {
+    (file.role == FileRole::Library)
+        .then(|| Path::new(&file.container_path).parent())
+        .flatten()
+        .map(|p| p.display().to_string())
 }
 
 /// File modes as octal strings ("0666") in JSON: that is how people read them.
@@ -452,5 +577,105 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         assert!(json.contains(r#""file-mode":"0666""#), "{json}");
         assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), plan);
+    }
+
+    fn directory(plugin: &str, path: &str) -> Directory {
+        Directory {
+            plugin: plugin.into(),
+            container_path: path.into(),
+            mode: 0o755,
+        }
+    }
+
+    #[test]
+    fn a_hundred_thousand_entries_merge_with_every_conflict_check() {
+        const N: usize = 100_000;
+        let mut a = Plan::default();
+        a.request_ldconfig("a");
+        for i in 0..N {
+            a.add_file(library("a", &format!("/lib/d{i}/lib.so")))
+                .unwrap();
+        }
+        let mut b = Plan::default();
+        for i in 0..N {
+            b.add_directory(directory("b", &format!("/opt/{i}")))
+                .unwrap();
+            // The same libraries again, from another plugin: kept once.
+            b.add_file(library("b", &format!("/lib/d{i}/lib.so")))
+                .unwrap();
+        }
+        a.merge(b).unwrap();
+        assert_eq!((a.files.len(), a.directories.len()), (N, N));
+        assert!(a.files.iter().all(|f| f.plugin == "a"));
+        let ld = a.ldconfig.as_ref().unwrap();
+        assert_eq!(ld.library_dirs.len(), N);
+        assert!(ld.library_dirs.windows(2).all(|w| w[0] < w[1]), "sorted");
+
+        // One conflict at the very end of the plan is still found, and the
+        // failed merge adds nothing.
+        let mut c = Plan::default();
+        c.add_directory(directory("c", "/srv")).unwrap();
+        c.add_symlink(Symlink {
+            plugin: "c".into(),
+            container_path: format!("/opt/{}", N - 1),
+            target: "/srv".into(),
+        })
+        .unwrap();
+        let err = a.merge(c).unwrap_err();
+        assert_eq!(err.path, format!("/opt/{}", N - 1));
+        assert!(
+            err.first.contains("`b`") && err.second.contains("`c`"),
+            "{err}"
+        );
+        assert_eq!(a.directories.len(), N);
+        assert!(!a.directories.iter().any(|d| d.container_path == "/srv"));
+    }
+
+    #[test]
+    fn a_plan_read_from_json_still_finds_conflicts_and_duplicates() {
+        let mut plan = Plan::default();
+        plan.add_device(device("a", "/dev/nvidia0", 0)).unwrap();
+        plan.add_env(EnvVar {
+            plugin: "a".into(),
+            name: "X".into(),
+            value: "1".into(),
+        })
+        .unwrap();
+        let mut read: Plan = serde_json::from_str(&serde_json::to_string(&plan).unwrap()).unwrap();
+        assert_eq!(read, plan);
+        read.add_device(device("b", "/dev/nvidia0", 0)).unwrap();
+        assert_eq!(read.devices.len(), 1, "an identical device is kept once");
+        let err = read.add_device(device("b", "/dev/nvidia0", 1)).unwrap_err();
+        assert_eq!(err.path, "/dev/nvidia0");
+        let err = read
+            .add_env(EnvVar {
+                plugin: "b".into(),
+                name: "X".into(),
+                value: "2".into(),
+            })
+            .unwrap_err();
+        assert!(err.to_string().contains("X=2"), "{err}");
+        // A variable and a path never conflict, whatever their names.
+        read.add_directory(directory("b", "/X")).unwrap();
+        read.add_env(EnvVar {
+            plugin: "b".into(),
+            name: "/X".into(),
+            value: "".into(),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn library_dirs_follow_files_added_before_and_after_ldconfig() {
+        let mut plan = Plan::default();
+        plan.add_file(library("a", "/usr/lib/a/liba.so")).unwrap();
+        plan.request_ldconfig("a");
+        plan.add_file(library("a", "/usr/lib/b/libb.so")).unwrap();
+        plan.add_file(library("a", "/usr/lib/b/libc.so")).unwrap();
+        plan.refresh_library_dirs();
+        assert_eq!(
+            plan.ldconfig.unwrap().library_dirs,
+            vec!["/usr/lib/a", "/usr/lib/b"]
+        );
     }
 }

@@ -11,9 +11,11 @@ use oci_spec::runtime::{Capability, LinuxDeviceType};
 use crate::backend::Capabilities;
 use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{clean_absolute, AllowList, FileKind, HostError, HostFs, HostStat};
+use crate::limits::{self, PLAN_BYTES_MAX};
 use crate::plan::{self, Conflict, Plan};
 
-/// Most requests one policy may make for one container: a bound on host memory.
+/// Most requests one policy may make for one container: with
+/// [`PLAN_BYTES_MAX`], a bound on host memory.
 const MAX_REQUESTS: usize = 10_000;
 
 /// Container paths a policy may never claim: the runtime owns them.
@@ -192,6 +194,8 @@ pub struct Requests {
     devices: DeviceGate,
     plan: Plan,
     count: usize,
+    /// Bytes of strings the requests so far handed the host.
+    bytes: usize,
 }
 
 impl Requests {
@@ -210,6 +214,7 @@ impl Requests {
             devices,
             plan: Plan::default(),
             count: 0,
+            bytes: 0,
         }
     }
 
@@ -224,11 +229,14 @@ impl Requests {
 
     /// The plan so far, leaving an empty one.
     pub fn take_plan(&mut self) -> Plan {
-        std::mem::take(&mut self.plan)
+        let mut plan = std::mem::take(&mut self.plan);
+        plan.refresh_library_dirs();
+        plan
     }
 
     /// A host path the policy may read, with its lstat.
     pub fn stat(&self, path: &str) -> Result<HostStat, RequestError> {
+        limits::path("host path", path)?;
         Ok(self.host.stat(&self.allow, path)?)
     }
 
@@ -243,19 +251,34 @@ impl Requests {
         )))
     }
 
-    /// The first step of every request: count it.
-    fn count(&mut self) -> Result<(), RequestError> {
+    /// The first step of every request: count it, and charge the bytes of
+    /// its strings to the plan's budget.
+    fn count(&mut self, strings: &[&str]) -> Result<(), RequestError> {
         self.count += 1;
         if self.count > MAX_REQUESTS {
             return Err(RequestError::Invalid(format!(
                 "more than {MAX_REQUESTS} requests from one policy"
             )));
         }
+        self.bytes += strings.iter().map(|s| s.len()).sum::<usize>();
+        if self.bytes > PLAN_BYTES_MAX {
+            return Err(RequestError::Invalid(format!(
+                "more than {PLAN_BYTES_MAX} bytes of paths and values in the requests of one policy"
+            )));
+        }
         Ok(())
     }
 
     pub fn add_device(&mut self, d: DeviceRequest) -> Result<(), RequestError> {
-        self.count()?;
+        limits::path("host path", &d.host_path)?;
+        if let Some(at) = &d.container_path {
+            limits::path("container path", at)?;
+        }
+        self.count(&[
+            &d.host_path,
+            d.container_path.as_deref().unwrap_or_default(),
+            d.permissions.as_deref().unwrap_or_default(),
+        ])?;
         self.supported(self.can.devices(), &d.host_path, "allow devices")?;
         let st = self.stat(&d.host_path)?;
         let kind = match st.kind {
@@ -275,8 +298,9 @@ impl Requests {
             || !distinct.iter().all(|c| "rwm".contains(*c))
         {
             return Err(RequestError::Invalid(format!(
-                "{}: device permissions `{permissions}` are not a subset of \"rwm\"",
-                d.host_path
+                "{}: device permissions `{}` are not a subset of \"rwm\"",
+                d.host_path,
+                limits::shorten(&permissions)
             )));
         }
         let file_mode = d.file_mode.unwrap_or(st.mode & 0o777);
@@ -311,7 +335,14 @@ impl Requests {
     }
 
     pub fn add_file(&mut self, f: FileRequest) -> Result<(), RequestError> {
-        self.count()?;
+        limits::path("host path", &f.host_path)?;
+        if let Some(at) = &f.container_path {
+            limits::path("container path", at)?;
+        }
+        self.count(&[
+            &f.host_path,
+            f.container_path.as_deref().unwrap_or_default(),
+        ])?;
         let st = self.stat(&f.host_path)?;
         let directory = match st.kind {
             FileKind::Regular => false,
@@ -348,12 +379,12 @@ impl Requests {
             transfer: f.transfer,
             directory,
         })?;
-        self.plan.refresh_library_dirs();
         Ok(())
     }
 
     pub fn make_dir(&mut self, path: &str, mode: u32) -> Result<(), RequestError> {
-        self.count()?;
+        limits::path("container path", path)?;
+        self.count(&[path])?;
         if mode > 0o7777 {
             return Err(RequestError::Invalid(format!(
                 "{path}: mode {mode:o} is not a file mode"
@@ -368,7 +399,9 @@ impl Requests {
     }
 
     pub fn symlink(&mut self, target: &str, path: &str) -> Result<(), RequestError> {
-        self.count()?;
+        limits::link_target(target)?;
+        limits::path("container path", path)?;
+        self.count(&[target, path])?;
         self.supported(self.can.symlinks, path, "make symlinks")?;
         if target.is_empty() || target.contains('\0') {
             return Err(RequestError::Invalid(format!(
@@ -384,7 +417,8 @@ impl Requests {
     }
 
     pub fn set_env(&mut self, name: &str, value: &str) -> Result<(), RequestError> {
-        self.count()?;
+        limits::env_entry(name, value)?;
+        self.count(&[name, value])?;
         self.supported(self.can.env, name, "change the container's environment")?;
         if name.is_empty() || name.contains(['=', '\0']) || value.contains('\0') {
             return Err(RequestError::Invalid(format!(
@@ -400,7 +434,7 @@ impl Requests {
     }
 
     pub fn run_ldconfig(&mut self) -> Result<(), RequestError> {
-        self.count()?;
+        self.count(&[])?;
         self.supported(
             self.can.ldconfig,
             "/etc/ld.so.cache",
@@ -524,5 +558,130 @@ mod tests {
         // No process capabilities at all: not privileged.
         let gate = DeviceGate::new(DeviceRule::PrivilegedOnly, &ContainerContext::empty());
         assert!(gate.check("nvidia", &gpu(1)).is_err());
+    }
+
+    fn requests(stage: Stage) -> Requests {
+        let host = HostFs::open(std::path::Path::new("/")).unwrap();
+        let allow = AllowList::new(&["/dev/null".into()]).unwrap();
+        let devices = DeviceGate::new(DeviceRule::Any, &ContainerContext::empty());
+        Requests::new("p", stage, Arc::new(host), allow, devices)
+    }
+
+    fn invalid(r: Result<(), RequestError>) -> String {
+        match r {
+            Err(RequestError::Invalid(m)) => m,
+            other => panic!("expected `invalid`, got {other:?}"),
+        }
+    }
+
+    /// An absolute path of `len` bytes made of 200-byte components.
+    fn long_path(len: usize) -> String {
+        let mut path = String::new();
+        while path.len() < len {
+            path.push('/');
+            path.push_str(&"a".repeat(200.min(len - path.len()).max(1)));
+        }
+        path.truncate(len);
+        path
+    }
+
+    #[test]
+    fn a_container_path_over_path_max_is_refused_by_every_request() {
+        let huge = long_path(8 << 20);
+        let mut r = requests(Stage::RuntimeShim);
+        let m = invalid(r.make_dir(&huge, 0o755));
+        assert!(m.contains("at most 4095 bytes long (PATH_MAX)"), "{m}");
+        invalid(r.symlink("target", &huge));
+        invalid(r.add_device(DeviceRequest {
+            host_path: "/dev/null".into(),
+            container_path: Some(huge.clone()),
+            ..Default::default()
+        }));
+        invalid(r.add_file(FileRequest {
+            host_path: "/dev/null".into(),
+            container_path: Some(huge),
+            role: plan::FileRole::Misc,
+            transfer: plan::Transfer::Bind,
+        }));
+        assert!(r.take_plan().is_empty());
+        r.make_dir(&long_path(4095), 0o755).unwrap();
+    }
+
+    #[test]
+    fn a_host_path_over_path_max_is_invalid_before_the_allow_list_is_asked() {
+        let huge = long_path(1 << 20);
+        let mut r = requests(Stage::Prestart);
+        let m = invalid(r.add_device(DeviceRequest {
+            host_path: huge.clone(),
+            ..Default::default()
+        }));
+        assert!(m.contains("a host path may be at most 4095"), "{m}");
+        invalid(r.add_file(FileRequest {
+            host_path: huge.clone(),
+            container_path: None,
+            role: plan::FileRole::Misc,
+            transfer: plan::Transfer::Bind,
+        }));
+        let m = match r.stat(&huge) {
+            Err(RequestError::Invalid(m)) => m,
+            other => panic!("{other:?}"),
+        };
+        assert!(m.len() < 300, "the refusal is short: {} bytes", m.len());
+    }
+
+    #[test]
+    fn a_path_component_over_name_max_is_refused() {
+        let mut r = requests(Stage::Prestart);
+        let m = invalid(r.make_dir(&format!("/opt/{}", "n".repeat(256)), 0o755));
+        assert!(m.contains("(NAME_MAX)"), "{m}");
+        r.make_dir(&format!("/opt/{}", "n".repeat(255)), 0o755)
+            .unwrap();
+    }
+
+    #[test]
+    fn a_symlink_target_over_path_max_is_refused() {
+        let mut r = requests(Stage::Prestart);
+        let m = invalid(r.symlink(&"t".repeat(4096), "/etc/link"));
+        assert!(m.contains("symlink target may be at most 4095"), "{m}");
+        r.symlink(&"t".repeat(4095), "/etc/link").unwrap();
+    }
+
+    #[test]
+    fn an_environment_entry_over_max_arg_strlen_is_refused() {
+        let mut r = requests(Stage::RuntimeShim);
+        let m = invalid(r.set_env("BIG", &"v".repeat(1 << 20)));
+        assert!(m.contains("(MAX_ARG_STRLEN)"), "{m}");
+        let m = invalid(r.set_env(&"N".repeat(1 << 20), "v"));
+        assert!(m.len() < 300, "{} bytes", m.len());
+        r.set_env("BIG", &"v".repeat(100_000)).unwrap();
+    }
+
+    #[test]
+    fn overlong_device_permissions_are_refused_without_being_repeated() {
+        let mut r = requests(Stage::Prestart);
+        let m = invalid(r.add_device(DeviceRequest {
+            host_path: "/dev/null".into(),
+            permissions: Some("r".repeat(1 << 20)),
+            ..Default::default()
+        }));
+        assert!(m.contains("not a subset"), "{m}");
+        assert!(m.len() < 300, "{} bytes", m.len());
+    }
+
+    #[test]
+    fn the_strings_of_one_policys_requests_are_capped_in_total() {
+        let mut r = requests(Stage::Prestart);
+        // 4000-byte paths: the budget holds 1048 of them.
+        let path = |i: usize| format!("/{i:08}{}", &long_path(4000)[9..]);
+        let fits = PLAN_BYTES_MAX / 4000;
+        for i in 0..fits {
+            r.make_dir(&path(i), 0o755).unwrap();
+        }
+        let m = invalid(r.make_dir(&path(fits), 0o755));
+        assert!(
+            m.contains(&format!("more than {PLAN_BYTES_MAX} bytes")),
+            "{m}"
+        );
+        assert_eq!(r.take_plan().directories.len(), fits);
     }
 }

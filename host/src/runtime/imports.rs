@@ -4,6 +4,12 @@
 //! [`Requests`], which checks each one before it lands in the plugin's own
 //! plan. A refusal is a WIT `error` value the plugin can handle; only a host
 //! bug would trap.
+//!
+//! What a plugin hands the host is bounded here or in [`Requests`] (see
+//! [`crate::limits`]): paths before they are resolved or kept, log lines and
+//! their number, live WASI resources. Look-ups that keep nothing
+//! (`getenv`, `annotation`, `env-match`) take any string: its copy is
+//! bounded by the plugin's own memory and freed on return.
 
 use std::sync::Arc;
 
@@ -12,14 +18,23 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::hookhost::policy::types::Error as WitError;
 use super::bindings::hookhost::policy::{container, host, inject, log, types};
+use super::clock::{BoundedClock, CallDeadline};
 use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{AllowList, FileKind, HostFs};
+use crate::limits;
 use crate::plan;
 use crate::requests::{DeviceGate, DeviceRequest, FileRequest, RequestError, Requests};
 
 /// Most log lines kept from one plugin, and the longest kept line.
 const MAX_LOG_LINES: usize = 1_000;
 const MAX_LOG_LINE: usize = 4_096;
+
+/// Most WASI resources (streams, pollables) one plugin may hold at once:
+/// each is host memory that the plugin's memory cap does not count.
+const MAX_RESOURCES: usize = 10_000;
+
+/// Most bytes of random data one call may ask of WASI (a trap beyond).
+const MAX_RANDOM: u64 = 1 << 20;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LogLevel {
@@ -71,8 +86,12 @@ pub struct PluginState {
     pub ctx: Arc<ContainerContext>,
     pub settings: String,
     pub requests: Requests,
-    pub logs: Vec<LogLine>,
+    logs: Vec<LogLine>,
+    /// Log lines not kept, beyond [`MAX_LOG_LINES`].
+    dropped_logs: usize,
     pub memory: MemoryCap,
+    /// The deadline of the call now running, for the bounded clock.
+    pub deadline: CallDeadline,
     wasi: WasiCtx,
     table: ResourceTable,
 }
@@ -87,20 +106,57 @@ impl PluginState {
         settings: String,
         memory_bytes: usize,
     ) -> Self {
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         PluginState {
             requests: Requests::new(plugin, ctx.stage, host, allow, devices),
             ctx,
             settings,
             logs: Vec::new(),
+            dropped_logs: 0,
             memory: MemoryCap {
                 limit: memory_bytes,
                 exceeded: false,
             },
+            deadline: CallDeadline::default(),
             // A std guest imports wasi:cli and friends even when it does no
             // I/O; it gets them with nothing behind: no preopens, no env,
-            // no args, no stdio, no sockets.
-            wasi: WasiCtx::builder().build(),
-            table: ResourceTable::new(),
+            // no args, no stdio (stdin closed, output discarded: nothing to
+            // wait on), no sockets (the defaults, said here to be sure).
+            wasi: WasiCtx::builder()
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .max_random_size(MAX_RANDOM)
+                .build(),
+            table,
+        }
+    }
+
+    /// The log so far, with a last line saying how many were dropped.
+    pub fn take_logs(&mut self) -> Vec<LogLine> {
+        let mut logs = std::mem::take(&mut self.logs);
+        if self.dropped_logs > 0 {
+            logs.push(LogLine {
+                level: LogLevel::Warn,
+                message: format!(
+                    "{} more log lines dropped: a plugin's log keeps at most {MAX_LOG_LINES}",
+                    self.dropped_logs
+                ),
+            });
+            self.dropped_logs = 0;
+        }
+        logs
+    }
+
+    /// The view the bounded monotonic clock works on.
+    pub fn bounded_clock(&mut self) -> BoundedClock<'_> {
+        BoundedClock {
+            wasi: wasmtime_wasi::clocks::WasiClocksCtxView {
+                ctx: self.wasi.clocks(),
+                table: &mut self.table,
+            },
+            deadline: &self.deadline,
         }
     }
 }
@@ -232,6 +288,9 @@ fn wit_mapping(m: &crate::context::IdMapping) -> types::IdMapping {
 
 impl host::Host for PluginState {
     fn glob(&mut self, pattern: String) -> Answer<Vec<String>> {
+        if let Err(e) = limits::path("glob pattern", &pattern) {
+            return Ok(Err(e.into()));
+        }
         let r = &self.requests;
         Ok(r.host()
             .glob(r.allow(), &pattern)
@@ -261,6 +320,9 @@ impl host::Host for PluginState {
     }
 
     fn read_link(&mut self, path: String) -> Answer<String> {
+        if let Err(e) = limits::path("host path", &path) {
+            return Ok(Err(e.into()));
+        }
         let r = &self.requests;
         Ok(r.host()
             .read_link(r.allow(), &path)
@@ -268,6 +330,9 @@ impl host::Host for PluginState {
     }
 
     fn read_file(&mut self, path: String, limit: u32) -> Answer<Vec<u8>> {
+        if let Err(e) = limits::path("host path", &path) {
+            return Ok(Err(e.into()));
+        }
         let r = &self.requests;
         Ok(r.host()
             .read_file(r.allow(), &path, limit)
@@ -333,6 +398,7 @@ impl inject::Host for PluginState {
 impl log::Host for PluginState {
     fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
         if self.logs.len() >= MAX_LOG_LINES {
+            self.dropped_logs += 1;
             return Ok(());
         }
         if message.len() > MAX_LOG_LINE {

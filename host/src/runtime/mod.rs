@@ -3,12 +3,21 @@
 //!
 //! - Time: epoch interruption. A ticker thread bumps the engine's epoch every
 //!   millisecond and each call into a plugin gets a deadline in ticks. A host
-//!   call cannot be interrupted that way, so the same thread is also a
-//!   watchdog that ends the process if one call overruns its budget twice.
+//!   call cannot be interrupted that way, so no host call may block: the one
+//!   import that waits, WASI's monotonic clock, is replaced by one whose
+//!   waits end at the call's deadline (see `clock`; of the choices, async
+//!   host calls with deadlines would make every import async for this one
+//!   case, and a process per plugin would cost a fork and an engine start per
+//!   plugin on every container start). An over-budget plugin is then stopped
+//!   and its `on-error` decides, whatever it was doing. The ticker is also a
+//!   watchdog that ends the process if one call overruns its budget twice:
+//!   a last resort for a host call that blocks all the same (a hung file
+//!   system under an allowed path), never the way a plugin is stopped.
 //! - Memory: a `ResourceLimiter` caps linear memory per store.
 //! - Capabilities: the WIT imports (see `imports`) and an empty WASI context.
 
 mod cache;
+mod clock;
 mod imports;
 
 use std::path::{Path, PathBuf};
@@ -110,7 +119,13 @@ impl Wasmtime {
         let engine = Engine::new(&config).map_err(|e| format!("{e:#}"))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-            .and_then(|()| bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s))
+            .and_then(|()| {
+                // WASI's monotonic clock, shadowed by one that cannot block.
+                linker.allow_shadowing(true);
+                clock::add_to_linker(&mut linker, PluginState::bounded_clock)?;
+                linker.allow_shadowing(false);
+                bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+            })
             .map_err(|e| format!("linking the host interfaces: {e:#}"))?;
         let ticker = Ticker::start(engine.clone())?;
         Ok(Wasmtime {
@@ -271,13 +286,13 @@ impl Instance<'_> {
         let state = self.store.data_mut();
         Ok(Applied {
             plan: state.requests.take_plan(),
-            logs: std::mem::take(&mut state.logs),
+            logs: state.take_logs(),
         })
     }
 
     /// The plugin's log so far.
     pub fn logs(&mut self) -> Vec<LogLine> {
-        std::mem::take(&mut self.store.data_mut().logs)
+        self.store.data_mut().take_logs()
     }
 
     fn policy(&self) -> Policy {
@@ -318,11 +333,22 @@ impl Instance<'_> {
         let ticks = limit.div_ceil(TICK.as_millis() as u64).max(1);
         self.store.set_epoch_deadline(ticks);
         let _watch = self.ticker.watch(&self.plugin.name, call, limit);
+        self.store
+            .data_mut()
+            .deadline
+            .start(Duration::from_millis(limit));
         let result = f(&mut self.store);
+        // A wait cut at the deadline is a timeout even when the plugin
+        // returned before the next epoch check could interrupt it.
+        let waited_out = self.store.data_mut().deadline.finish();
+        let result = match result {
+            Ok(_) if waited_out => Err(wasmtime::Error::from(Trap::Interrupt)),
+            result => result,
+        };
         result.map_err(|e| {
             let failure = if self.store.data().memory.exceeded {
                 Failure::OutOfMemory(self.limits.memory_mib)
-            } else if e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
+            } else if waited_out || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Failure::Timeout(limit)
             } else {
                 // The root cause says what happened ("wasm `unreachable`
@@ -385,8 +411,10 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> 
 }
 
 /// Bumps the engine's epoch every tick, and ends the process when a single
-/// call overruns twice its budget: that only happens when the plugin is
-/// stuck in a host call, which epochs cannot interrupt.
+/// call overruns twice its budget. No import a plugin has can wait that
+/// long (the clock is bounded, the rest does bounded work), so this is a
+/// last resort for a host call stuck where nothing bounds it, such as a
+/// file system that hangs; it takes every plugin with it.
 struct Ticker {
     stop: Arc<AtomicBool>,
     watched: Arc<Mutex<Option<Watched>>>,

@@ -3,7 +3,15 @@
 //!
 //! - `loop`: spins forever (the time limit must stop it);
 //! - `sleep`: sleeps for an hour, blocked inside a host call (WASI's clock),
-//!   where epochs cannot interrupt it: the host's watchdog must;
+//!   where epochs cannot interrupt it: the host's clock must end the wait at
+//!   the call's deadline;
+//! - `sleep-loop`: sleeps 10 ms at a time, forever;
+//! - `nap`: sleeps 50 ms, well within its budget, and fails if the sleep
+//!   returned early (the bounded clock must still sleep honestly);
+//! - `huge-paths`: asks for directories, a symlink, a file and a glob with
+//!   paths of several MiB, 100 times over; returns the host's refusals as
+//!   its error (an accepted request is reported as a breach);
+//! - `log-flood`: logs 100,000 lines and succeeds;
 //! - `alloc`: allocates without bound (the memory limit must stop it);
 //! - `escape`: asks for `/etc/shadow` and `/dev/mem`, and returns the host's
 //!   refusals as its error (a success is reported as a breach);
@@ -12,8 +20,8 @@
 //!   and reports a breach if it finds any;
 //! - `noop`: does nothing, for benchmarks and empty plans.
 
-use hookhost_plugin::inject::Device;
-use hookhost_plugin::{host, PluginInfo, Policy};
+use hookhost_plugin::inject::{self, Device, File, FileRole};
+use hookhost_plugin::{host, log, PluginInfo, Policy};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -27,6 +35,10 @@ struct Settings {
 enum Mode {
     Loop,
     Sleep,
+    SleepLoop,
+    Nap,
+    HugePaths,
+    LogFlood,
     Alloc,
     Escape,
     Trap,
@@ -63,6 +75,24 @@ impl Policy for Hostile {
                 std::thread::sleep(std::time::Duration::from_secs(3600));
                 Ok(())
             }
+            Mode::SleepLoop => loop {
+                std::thread::sleep(std::time::Duration::from_millis(10));
+            },
+            Mode::Nap => {
+                let start = std::time::Instant::now();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                match start.elapsed() {
+                    slept if slept >= std::time::Duration::from_millis(50) => Ok(()),
+                    slept => Err(format!("a 50 ms sleep returned after {slept:?}")),
+                }
+            }
+            Mode::HugePaths => huge_paths(),
+            Mode::LogFlood => {
+                for i in 0..100_000 {
+                    log::info!("line {i}");
+                }
+                Ok(())
+            }
             Mode::Alloc => {
                 let mut hoard = Vec::new();
                 loop {
@@ -97,6 +127,39 @@ impl Policy for Hostile {
             Mode::Noop => Ok(()),
         }
     }
+}
+
+/// Requests with paths of 4 MiB, each different so that none is a
+/// duplicate the host could drop. All are made even when some are accepted,
+/// as an attacker would, so that a host keeping them shows in its memory.
+fn huge_paths() -> Result<(), String> {
+    let mut path = "/a".repeat(2 << 20);
+    let mut refusals = Vec::new();
+    let mut accepted = 0;
+    for i in 0..100u8 {
+        // Vary the first component, in place.
+        path.replace_range(1..2, &char::from(b'a' + i % 26).to_string());
+        path.replace_range(3..4, &char::from(b'a' + i / 26).to_string());
+        let answers = [
+            ("make-dir", inject::make_dir(&path, 0o755)),
+            ("symlink", inject::symlink(&path, "/etc/link")),
+            ("copy-file", File::new(&path, FileRole::Misc).request()),
+            ("glob", host::glob(&path).map(drop)),
+        ];
+        for (call, answer) in answers {
+            match answer {
+                Ok(()) => accepted += 1,
+                Err(e) if i == 0 => refusals.push(format!("{call}: {e}")),
+                Err(_) => {}
+            }
+        }
+    }
+    if accepted > 0 {
+        return Err(format!(
+            "sandbox breach: {accepted} requests with a 4 MiB path accepted"
+        ));
+    }
+    Err(refusals.join("; "))
 }
 
 hookhost_plugin::export!(Hostile);

@@ -320,3 +320,38 @@ fn wasi_gives_a_plugin_no_environment_arguments_or_files() {
         .unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
 }
+
+#[test]
+fn a_copy_through_a_directory_another_user_linked_to_etc_is_refused_naming_both() {
+    let host = host_with_vendor_etc_linked_to_etc("bare");
+    let manifest = serde_json::json!({
+        "activation": {"always": true},
+        "allow": ["/opt/vendor/etc/*"],
+        "settings": {"requests": [
+            {"copy": {"host": "/opt/vendor/etc/shadow", "container": "/shadow"}}
+        ]},
+    });
+    let plugins = plugin_dir("scripted", "scripted", &manifest.to_string());
+    let bundle = bundle(&config_with_env(&[]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+        "--host-root".as_ref(),
+        host.path().as_os_str(),
+        "--json".as_ref(),
+    ]);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("plugin `scripted`"), "{err}");
+    assert!(
+        err.contains(
+            "/opt/vendor/etc/shadow resolves to /etc/shadow, \
+             which this plugin's allow-list does not name"
+        ),
+        "{err}"
+    );
+    // No plan is printed: nothing of /etc reaches one.
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+}

@@ -198,3 +198,70 @@ fn a_double_star_is_refused_when_the_config_loads() {
         "{err}"
     );
 }
+
+#[test]
+fn a_listed_path_under_a_directory_another_user_linked_to_etc_is_refused_naming_both() {
+    // Each entry alone, so that each kind of look-up is shown refused.
+    let host = host_with_vendor_etc_linked_to_etc("seed-onload");
+    let cases = [
+        (
+            "devices",
+            "/opt/vendor/etc/*",
+            "/opt/vendor/etc resolves to /etc",
+        ),
+        (
+            "miscellaneous",
+            "/opt/vendor/etc/*",
+            "/opt/vendor/etc resolves to /etc",
+        ),
+        (
+            "devices",
+            "/opt/vendor/etc/vda",
+            "/opt/vendor/etc/vda resolves to /etc/vda",
+        ),
+        (
+            "miscellaneous",
+            "/opt/vendor/etc/shadow",
+            "/opt/vendor/etc/shadow resolves to /etc/shadow",
+        ),
+    ];
+    for (key, path, refusal) in cases {
+        let out = test_with_config(
+            &format!(r#"{{"activation_flag": "OCI_SOLARFLARE", "{key}": ["{path}"]}}"#),
+            host.path(),
+        );
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{key} {path}: {err}");
+        assert!(
+            err.contains(&format!(
+                "{refusal}, which this plugin's allow-list does not name"
+            )),
+            "{key} {path}: {err}"
+        );
+        // No plan is printed: nothing of /etc reaches one.
+        assert!(out.stdout.is_empty(), "{}", stdout(&out));
+    }
+}
+
+#[test]
+fn a_listed_tree_another_user_can_write_is_refused_naming_the_directory() {
+    let host = fake_host("seed-onload");
+    let vendor = host.path().join("opt/vendor");
+    std::fs::create_dir_all(vendor.join("etc")).unwrap();
+    std::fs::write(vendor.join("etc/vendor.conf"), "x").unwrap();
+    std::os::unix::fs::chown(&vendor, Some(NOBODY), Some(NOBODY)).unwrap();
+    let out = test_with_config(
+        r#"{"activation_flag": "OCI_SOLARFLARE", "miscellaneous": ["/opt/vendor/etc/vendor.conf"]}"#,
+        host.path(),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "/opt/vendor/etc/vendor.conf: the directory /opt/vendor is owned by uid 65534 \
+             with mode 0755"
+        ),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty(), "{}", stdout(&out));
+}

@@ -6,9 +6,18 @@
 //! through `pathrs`) and never follows the last component: a symlink is
 //! reported as itself and the plugin decides whether to read it. A fake GPU
 //! host for tests is then just a directory.
+//!
+//! The allow-list is checked twice: on the path as asked for, and on what
+//! the opened fd really is (an intermediate symlink is followed only where
+//! the allow-list names its target too). And every directory on the way
+//! must be root's and writable by root alone: a tree that someone else can
+//! write can be turned into a symlink to `/etc` between any two checks.
 
+use std::collections::HashSet;
 use std::io::Read;
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 
 use glob::{MatchOptions, Pattern};
 use nix::sys::stat::SFlag;
@@ -25,6 +34,22 @@ pub const READ_LIMIT: u32 = 1 << 20;
 pub enum HostError {
     #[error("{0} is not in this plugin's allow-list")]
     NotAllowed(String),
+    #[error("{path} resolves to {real}, which this plugin's allow-list does not name")]
+    ResolvesElsewhere { path: String, real: String },
+    #[error(
+        "{path} now resolves to {real}, not to itself: the host changed after the plan was made"
+    )]
+    Moved { path: String, real: String },
+    #[error(
+        "{path}: the directory {dir} is owned by uid {uid} with mode {mode:04o}; every \
+         directory of an allowed host path must be owned by root and writable by it alone"
+    )]
+    Untrusted {
+        path: String,
+        dir: String,
+        uid: u32,
+        mode: u32,
+    },
     #[error("{0} does not exist on the host")]
     NotFound(String),
     #[error("{path}: {reason}")]
@@ -142,6 +167,19 @@ pub enum FileKind {
 pub struct HostFs {
     root_path: PathBuf,
     root: pathrs::Root,
+    /// Where the root really is in our mount namespace: what `/proc`
+    /// reports for fds under it starts with this.
+    root_real: PathBuf,
+    procfs: pathrs::procfs::ProcfsHandle,
+    /// Besides root, the owner a directory may have: the user running
+    /// hookhost, so that a vendor can run `hookhost test` on a fake host of
+    /// their own.
+    euid: u32,
+    /// Directories (as asked for or as resolved) already found to lead
+    /// through trusted directories only. Only root can change a trusted
+    /// directory, so the answer holds for the whole run, and the hundreds of
+    /// look-ups of a GPU policy each check their directories once.
+    trusted: Mutex<HashSet<PathBuf>>,
 }
 
 impl std::fmt::Debug for HostFs {
@@ -152,19 +190,48 @@ impl std::fmt::Debug for HostFs {
     }
 }
 
+/// A host path resolved under the root.
+struct Found {
+    handle: pathrs::Handle,
+    /// What the handle really is, as a host path: the path asked for with
+    /// every intermediate symlink resolved.
+    real: PathBuf,
+    stat: nix::sys::stat::FileStat,
+    kind: FileKind,
+}
+
+/// What [`HostFs::lookup`] finds: the lstat, and where the path really is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Located {
+    pub stat: HostStat,
+    /// The path with every intermediate symlink resolved: what a plan
+    /// records, and the only form of it the executor opens.
+    pub real: PathBuf,
+}
+
 impl HostFs {
     pub fn open(root: &Path) -> Result<Self, HostError> {
         let root_path = std::path::absolute(root).map_err(|e| HostError::Io {
             path: root.display().to_string(),
             message: e.to_string(),
         })?;
-        let handle = pathrs::Root::open(&root_path).map_err(|e| HostError::Io {
+        let fail = |message: String| HostError::Io {
             path: root_path.display().to_string(),
-            message: format!("cannot open the host root: {e}"),
-        })?;
+            message,
+        };
+        let handle = pathrs::Root::open(&root_path)
+            .map_err(|e| fail(format!("cannot open the host root: {e}")))?;
+        let procfs = pathrs::procfs::ProcfsHandle::new()
+            .map_err(|e| fail(format!("cannot open /proc to check host paths: {e}")))?;
+        let root_real = fd_path(&procfs, &handle)
+            .map_err(|e| fail(format!("cannot tell where the host root is: {e}")))?;
         Ok(HostFs {
             root_path,
             root: handle,
+            root_real,
+            procfs,
+            euid: nix::unistd::geteuid().as_raw(),
+            trusted: Mutex::new(HashSet::new()),
         })
     }
 
@@ -177,6 +244,9 @@ impl HostFs {
     /// Directories are listed through the host root like every other
     /// look-up (a symlink on the way resolves inside it), one pattern
     /// component at a time; the glob crate would list the real file system.
+    /// A match, or a directory listed, that resolves outside the allow-list
+    /// or through an untrusted directory fails the whole glob: silently
+    /// leaving it out would hide the attack from the administrator.
     pub fn glob(&self, allow: &AllowList, pattern: &str) -> Result<Vec<String>, HostError> {
         let clean = clean_absolute(pattern).map_err(|reason| invalid(pattern, reason))?;
         let mut candidates = vec![PathBuf::from("/")];
@@ -195,86 +265,119 @@ impl HostFs {
             let component = Pattern::new(&part).map_err(|e| invalid(pattern, e.to_string()))?;
             // Only directories that can hold an allowed path are listed.
             candidates.retain(|dir| allow.may_hold_below(dir));
-            candidates = candidates
-                .iter()
-                .flat_map(|dir| {
-                    // Unreadable directories are simply not part of the answer.
-                    let names = self.list_dir(dir).unwrap_or_default();
+            let mut matches = Vec::new();
+            for dir in &candidates {
+                // Unreadable directories are simply not part of the answer.
+                let names = self.list_dir(allow, dir)?.unwrap_or_default();
+                matches.extend(
                     names
                         .into_iter()
                         .filter(|name| component.matches_with(name, MATCH))
-                        .map(|name| dir.join(name))
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            if candidates.len() > GLOB_LIMIT {
-                return Err(invalid(
-                    pattern,
-                    format!("matches more than {GLOB_LIMIT} entries; narrow the pattern"),
-                ));
+                        .map(|name| dir.join(name)),
+                );
+                if matches.len() > GLOB_LIMIT {
+                    return Err(invalid(
+                        pattern,
+                        format!("matches more than {GLOB_LIMIT} entries; narrow the pattern"),
+                    ));
+                }
+            }
+            candidates = matches;
+        }
+        let mut found = Vec::new();
+        for path in candidates.into_iter().filter(|p| allow.allows(p)) {
+            let path = path.display().to_string();
+            match self.find(allow, &path) {
+                Ok(_) => found.push(path),
+                Err(e) if e.is_refusal() => return Err(e),
+                // Gone since it was listed, or unreadable: not an answer.
+                Err(_) => {}
             }
         }
-        let mut found: Vec<String> = candidates
-            .into_iter()
-            .filter(|p| allow.allows(p) && self.root.resolve_nofollow(p).is_ok())
-            .map(|p| p.display().to_string())
-            .collect();
         found.sort();
         found.dedup();
         Ok(found)
     }
 
-    /// The entry names of a host directory, resolved under the host root.
-    fn list_dir(&self, dir: &Path) -> Option<Vec<String>> {
-        let handle = self.root.resolve(dir).ok()?;
-        let fd = handle
+    /// The entry names of a host directory, resolved under the host root;
+    /// None when it cannot be read. Refused when it resolves to a directory
+    /// the allow-list can hold nothing under, or through an untrusted one.
+    fn list_dir(&self, allow: &AllowList, dir: &Path) -> Result<Option<Vec<String>>, HostError> {
+        let Ok(handle) = self.root.resolve(dir) else {
+            return Ok(None);
+        };
+        let shown = dir.display().to_string();
+        let real = self.real_path(&handle, &shown)?;
+        if real != dir && !allow.may_hold_below(&real) {
+            return Err(HostError::ResolvesElsewhere {
+                path: shown,
+                real: real.display().to_string(),
+            });
+        }
+        self.check_tree(&shown, dir, &real, true)?;
+        let Ok(fd) = handle
             .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
-            .ok()?;
-        let mut listing = nix::dir::Dir::from_fd(fd.into()).ok()?;
-        Some(
+        else {
+            return Ok(None);
+        };
+        let Ok(mut listing) = nix::dir::Dir::from_fd(fd.into()) else {
+            return Ok(None);
+        };
+        Ok(Some(
             listing
                 .iter()
                 .filter_map(Result::ok)
                 .map(|entry| entry.file_name().to_string_lossy().into_owned())
                 .filter(|name| name != "." && name != "..")
                 .collect(),
-        )
+        ))
     }
 
     /// lstat of an allowed host path.
     pub fn stat(&self, allow: &AllowList, path: &str) -> Result<HostStat, HostError> {
-        let clean = self.check(allow, path)?;
-        let handle = self
-            .root
-            .resolve_nofollow(&clean)
-            .map_err(|e| os_error(path, &e))?;
-        let (kind, st) = file_kind(&handle, path)?;
-        let is_dev = matches!(kind, FileKind::CharDevice | FileKind::BlockDevice);
+        Ok(self.lookup(allow, path)?.stat)
+    }
+
+    /// lstat of an allowed host path, and where it really is.
+    pub fn lookup(&self, allow: &AllowList, path: &str) -> Result<Located, HostError> {
+        let found = self.find(allow, path)?;
+        let st = found.stat;
+        let is_dev = matches!(found.kind, FileKind::CharDevice | FileKind::BlockDevice);
         let rdev = st.st_rdev;
-        Ok(HostStat {
-            kind,
-            mode: st.st_mode & 0o7777,
-            size: st.st_size as u64,
-            major: if is_dev {
-                nix::sys::stat::major(rdev) as u32
-            } else {
-                0
+        Ok(Located {
+            stat: HostStat {
+                kind: found.kind,
+                mode: st.st_mode & 0o7777,
+                size: st.st_size as u64,
+                major: if is_dev {
+                    nix::sys::stat::major(rdev) as u32
+                } else {
+                    0
+                },
+                minor: if is_dev {
+                    nix::sys::stat::minor(rdev) as u32
+                } else {
+                    0
+                },
+                uid: st.st_uid,
+                gid: st.st_gid,
             },
-            minor: if is_dev {
-                nix::sys::stat::minor(rdev) as u32
-            } else {
-                0
-            },
-            uid: st.st_uid,
-            gid: st.st_gid,
+            real: found.real,
         })
     }
 
     /// The content of an allowed symlink.
     pub fn read_link(&self, allow: &AllowList, path: &str) -> Result<String, HostError> {
-        let clean = self.check(allow, path)?;
-        let target = self.root.readlink(&clean).map_err(|e| os_error(path, &e))?;
-        Ok(target.display().to_string())
+        let found = self.find(allow, path)?;
+        if found.kind != FileKind::Symlink {
+            return Err(invalid(path, "is not a symlink".into()));
+        }
+        // The link the fd holds, not the path looked up again.
+        let target = nix::fcntl::readlinkat(&found.handle, "").map_err(|e| HostError::Io {
+            path: path.into(),
+            message: format!("readlink: {e}"),
+        })?;
+        Ok(PathBuf::from(target).display().to_string())
     }
 
     /// At most `limit` bytes (capped at [`READ_LIMIT`]) of an allowed
@@ -285,15 +388,12 @@ impl HostFs {
         path: &str,
         limit: u32,
     ) -> Result<Vec<u8>, HostError> {
-        let clean = self.check(allow, path)?;
-        let handle = self
-            .root
-            .resolve_nofollow(&clean)
-            .map_err(|e| os_error(path, &e))?;
-        if file_kind(&handle, path)?.0 != FileKind::Regular {
+        let found = self.find(allow, path)?;
+        if found.kind != FileKind::Regular {
             return Err(invalid(path, "is not a regular file".into()));
         }
-        let file = handle
+        let file = found
+            .handle
             .reopen(pathrs::flags::OpenFlags::O_RDONLY)
             .map_err(|e| os_error(path, &e))?;
         // /proc files report size 0: read up to the limit, not to st_size.
@@ -308,49 +408,43 @@ impl HostFs {
     }
 
     /// A detached bind mount of a host path (`open_tree`): what the executor
-    /// mounts into a container. The plan was checked against
-    /// the allow-list when it was made; the path is resolved under the host
-    /// root again here, never following its last component.
+    /// mounts into a container. The plan records sources as they really
+    /// are ([`Located::real`]), checked against the allow-list when it was
+    /// made; here the path must still resolve to itself, through trusted
+    /// directories, so nothing swapped in since can be bound.
     pub fn bind_source(&self, path: &str) -> Result<std::os::fd::OwnedFd, HostError> {
         use rustix::mount::OpenTreeFlags;
-        let io = |e: String| HostError::Io {
-            path: path.into(),
-            message: e,
-        };
-        let handle = self
-            .root
-            .resolve_nofollow(path)
-            .map_err(|e| os_error(path, &e))?;
+        let found = self.find_planned(path)?;
         let tree = rustix::mount::open_tree(
-            &handle,
+            &found.handle,
             "",
             OpenTreeFlags::OPEN_TREE_CLONE
                 | OpenTreeFlags::OPEN_TREE_CLOEXEC
                 | OpenTreeFlags::AT_EMPTY_PATH,
         )
-        .map_err(|e| io(format!("open_tree: {e}")))?;
+        .map_err(|e| HostError::Io {
+            path: path.into(),
+            message: format!("open_tree: {e}"),
+        })?;
         Ok(tree)
     }
 
     /// A host regular file opened for reading, with its permission bits:
-    /// the source of a copy.
+    /// the source of a copy. Checked as [`HostFs::bind_source`] is.
     pub fn open_source(&self, path: &str) -> Result<(std::fs::File, u32), HostError> {
-        let handle = self
-            .root
-            .resolve_nofollow(path)
-            .map_err(|e| os_error(path, &e))?;
-        let (kind, st) = file_kind(&handle, path)?;
-        if kind != FileKind::Regular {
+        let found = self.find_planned(path)?;
+        if found.kind != FileKind::Regular {
             return Err(invalid(path, "is not a regular file".into()));
         }
-        let file = handle
+        let file = found
+            .handle
             .reopen(pathrs::flags::OpenFlags::O_RDONLY)
             .map_err(|e| os_error(path, &e))?;
-        Ok((file, st.st_mode & 0o7777))
+        Ok((file, found.stat.st_mode & 0o7777))
     }
 
     /// Cleans `path` and checks it against the allow-list: the first step of
-    /// every host look-up.
+    /// every host look-up, before the host is consulted at all.
     pub fn check(&self, allow: &AllowList, path: &str) -> Result<PathBuf, HostError> {
         let clean = clean_absolute(path).map_err(|reason| invalid(path, reason))?;
         if !allow.allows(&clean) {
@@ -358,6 +452,170 @@ impl HostFs {
         }
         Ok(clean)
     }
+
+    /// Every look-up a plugin makes: the path as asked for is allowed, what
+    /// it resolves to (the last component not followed) is allowed too,
+    /// and every directory on the way is trusted.
+    fn find(&self, allow: &AllowList, path: &str) -> Result<Found, HostError> {
+        let clean = self.check(allow, path)?;
+        let found = self.resolve(path, &clean)?;
+        if found.real != clean && !allow.allows(&found.real) {
+            return Err(HostError::ResolvesElsewhere {
+                path: path.into(),
+                real: found.real.display().to_string(),
+            });
+        }
+        self.check_tree(path, &clean, &found.real, found.kind == FileKind::Directory)?;
+        Ok(found)
+    }
+
+    /// The executor's look-up of a planned source: it must resolve to
+    /// itself, through trusted directories.
+    fn find_planned(&self, path: &str) -> Result<Found, HostError> {
+        let clean = clean_absolute(path).map_err(|reason| invalid(path, reason))?;
+        let found = self.resolve(path, &clean)?;
+        if found.real != clean {
+            return Err(HostError::Moved {
+                path: path.into(),
+                real: found.real.display().to_string(),
+            });
+        }
+        self.check_tree(path, &clean, &found.real, found.kind == FileKind::Directory)?;
+        Ok(found)
+    }
+
+    /// Resolves `clean` under the root without following its last
+    /// component, and tells what the fd really is.
+    fn resolve(&self, path: &str, clean: &Path) -> Result<Found, HostError> {
+        let handle = self
+            .root
+            .resolve_nofollow(clean)
+            .map_err(|e| os_error(path, &e))?;
+        let real = self.real_path(&handle, path)?;
+        let (kind, stat) = file_kind(&handle, path)?;
+        Ok(Found {
+            handle,
+            real,
+            stat,
+            kind,
+        })
+    }
+
+    /// The host path an fd under the root really is, from `/proc`.
+    fn real_path(&self, fd: impl AsFd, path: &str) -> Result<PathBuf, HostError> {
+        let real = fd_path(&self.procfs, fd).map_err(|e| HostError::Io {
+            path: path.into(),
+            message: format!("cannot tell what it resolved to: {e}"),
+        })?;
+        match real.strip_prefix(&self.root_real) {
+            Ok(below) => Ok(Path::new("/").join(below)),
+            // openat2 keeps resolution inside; only a rename racing it, or
+            // a mount, could show something else.
+            Err(_) => Err(HostError::Io {
+                path: path.into(),
+                message: format!(
+                    "resolves to {}, outside the host root {}",
+                    real.display(),
+                    self.root_real.display()
+                ),
+            }),
+        }
+    }
+
+    /// Checks every directory a look-up of `clean` went through, the
+    /// requested path's own (where an intermediate symlink lives) and the
+    /// resolved path's, and `real` itself when it is a directory (a bound
+    /// directory's content is the container's).
+    fn check_tree(
+        &self,
+        path: &str,
+        clean: &Path,
+        real: &Path,
+        real_is_dir: bool,
+    ) -> Result<(), HostError> {
+        let mut trusted = self.trusted.lock().unwrap_or_else(|e| e.into_inner());
+        // Top down: a directory is trusted only once those above it are.
+        let mut above: Vec<&Path> = clean.ancestors().skip(1).collect();
+        above.reverse();
+        for dir in above {
+            if dir == Path::new("/") || trusted.contains(dir) {
+                continue;
+            }
+            // The directory as traversed: through any symlink on the way.
+            let handle = self.root.resolve(dir).map_err(|e| os_error(path, &e))?;
+            let dir_real = self.real_path(&handle, path)?;
+            self.check_dirs(path, &dir_real, &mut trusted)?;
+            trusted.insert(dir.to_path_buf());
+        }
+        let last = if real_is_dir {
+            real
+        } else {
+            real.parent().unwrap_or(real)
+        };
+        self.check_dirs(path, last, &mut trusted)
+    }
+
+    /// Checks `dir` and every directory above it up to the host root (which
+    /// is the administrator's choice, and not checked), top down.
+    fn check_dirs(
+        &self,
+        path: &str,
+        dir: &Path,
+        trusted: &mut HashSet<PathBuf>,
+    ) -> Result<(), HostError> {
+        let mut chain: Vec<&Path> = dir
+            .ancestors()
+            .take_while(|d| *d != Path::new("/") && !trusted.contains(*d))
+            .collect();
+        chain.reverse();
+        for d in chain {
+            let handle = self
+                .root
+                .resolve_nofollow(d)
+                .map_err(|e| os_error(path, &e))?;
+            let st = nix::sys::stat::fstat(&handle).map_err(|e| HostError::Io {
+                path: path.into(),
+                message: format!("{}: {e}", d.display()),
+            })?;
+            let is_dir = st.st_mode & SFlag::S_IFMT.bits() == SFlag::S_IFDIR.bits();
+            let owner_ok = st.st_uid == 0 || st.st_uid == self.euid;
+            if !is_dir || !owner_ok || st.st_mode & 0o022 != 0 {
+                return Err(HostError::Untrusted {
+                    path: path.into(),
+                    dir: d.display().to_string(),
+                    uid: st.st_uid,
+                    mode: st.st_mode & 0o7777,
+                });
+            }
+            trusted.insert(d.to_path_buf());
+        }
+        Ok(())
+    }
+}
+
+impl HostError {
+    /// Whether this is a refusal (of the path or of the tree it is in),
+    /// rather than a path that is missing or unreadable.
+    pub fn is_refusal(&self) -> bool {
+        matches!(
+            self,
+            HostError::NotAllowed(_)
+                | HostError::ResolvesElsewhere { .. }
+                | HostError::Moved { .. }
+                | HostError::Untrusted { .. }
+        )
+    }
+}
+
+/// What `/proc/self/fd/N` says `fd` is.
+fn fd_path(
+    procfs: &pathrs::procfs::ProcfsHandle,
+    fd: impl AsFd,
+) -> Result<PathBuf, pathrs::error::Error> {
+    procfs.readlink(
+        pathrs::procfs::ProcfsBase::ProcSelf,
+        format!("fd/{}", fd.as_fd().as_raw_fd()),
+    )
 }
 
 fn file_kind(
@@ -505,7 +763,10 @@ mod tests {
         .unwrap();
 
         let host = HostFs::open(root).unwrap();
-        let allow = AllowList::new(&["/opt/*/lib*.so".into()]).unwrap();
+        // The links are followed only because the allow-list names where
+        // they lead, inside the root.
+        let inside = format!("{}/lib*.so", outside.path().display());
+        let allow = AllowList::new(&["/opt/*/lib*.so".into(), inside]).unwrap();
         assert_eq!(
             host.glob(&allow, "/opt/*/lib*.so").unwrap(),
             vec!["/opt/other/libinside.so", "/opt/vendor/libinside.so"]
@@ -514,6 +775,257 @@ mod tests {
             host.glob(&allow, "/opt/**/lib*.so"),
             Err(HostError::Invalid { .. })
         ));
+    }
+
+    /// The unprivileged attacker's uid: `nobody`.
+    const NOBODY: u32 = 65534;
+
+    fn assert_root() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: it gives a directory to uid {NOBODY}"
+        );
+    }
+
+    /// A fake host root that uid NOBODY can reach, with a fake /etc/shadow
+    /// and /opt/vendor owned by NOBODY (mode 0755: writable by it alone).
+    fn host_with_a_vendor_dir_of_nobody() -> tempfile::TempDir {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(
+            root.join("etc/shadow"),
+            b"root:$6$not-a-real-hash:19000::::::\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(root.join("opt/vendor")).unwrap();
+        std::os::unix::fs::chown(root.join("opt/vendor"), Some(NOBODY), Some(NOBODY)).unwrap();
+        dir
+    }
+
+    /// Runs `script` in `dir` as uid NOBODY.
+    fn as_nobody(dir: &Path, script: &str) {
+        use std::os::unix::process::CommandExt;
+        let status = std::process::Command::new("/bin/sh")
+            .args(["-c", script])
+            .current_dir(dir)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .status()
+            .unwrap();
+        assert!(status.success(), "as uid {NOBODY}: {script}");
+    }
+
+    #[test]
+    fn a_directory_another_user_turned_into_a_symlink_is_refused_naming_path_and_target() {
+        assert_root();
+        let dir = host_with_a_vendor_dir_of_nobody();
+        let root = dir.path();
+        // The owner of /opt/vendor points `etc` at the host's /etc.
+        as_nobody(&root.join("opt/vendor"), "ln -s /etc etc");
+        let host = HostFs::open(root).unwrap();
+        let allow = AllowList::new(&["/opt/vendor/etc/*".into()]).unwrap();
+
+        let shadow = || HostError::ResolvesElsewhere {
+            path: "/opt/vendor/etc/shadow".into(),
+            real: "/etc/shadow".into(),
+        };
+        assert_eq!(host.stat(&allow, "/opt/vendor/etc/shadow"), Err(shadow()));
+        assert_eq!(
+            host.read_file(&allow, "/opt/vendor/etc/shadow", 100),
+            Err(shadow())
+        );
+        assert_eq!(
+            shadow().to_string(),
+            "/opt/vendor/etc/shadow resolves to /etc/shadow, \
+             which this plugin's allow-list does not name"
+        );
+        assert_eq!(
+            host.glob(&allow, "/opt/vendor/etc/*"),
+            Err(HostError::ResolvesElsewhere {
+                path: "/opt/vendor/etc".into(),
+                real: "/etc".into(),
+            })
+        );
+
+        // Even where the target is allowed, the tree the link lives in is
+        // someone else's: refused, naming it.
+        let allow = AllowList::new(&["/opt/vendor/etc/*".into(), "/etc/*".into()]).unwrap();
+        let host = HostFs::open(root).unwrap();
+        assert_eq!(
+            host.stat(&allow, "/opt/vendor/etc/shadow"),
+            Err(HostError::Untrusted {
+                path: "/opt/vendor/etc/shadow".into(),
+                dir: "/opt/vendor".into(),
+                uid: NOBODY,
+                mode: 0o755,
+            })
+        );
+    }
+
+    #[test]
+    fn an_allowed_tree_anyone_but_root_can_write_is_refused_naming_the_directory() {
+        use std::os::unix::fs::PermissionsExt;
+        assert_root();
+        let dir = host_with_a_vendor_dir_of_nobody();
+        let root = dir.path();
+        as_nobody(
+            &root.join("opt/vendor"),
+            "mkdir etc && echo x > etc/vendor.conf",
+        );
+        let allow = AllowList::new(&["/opt/vendor/etc/*".into()]).unwrap();
+        let untrusted = |path: &str, uid, mode| HostError::Untrusted {
+            path: path.into(),
+            dir: "/opt/vendor".into(),
+            uid,
+            mode,
+        };
+
+        let host = HostFs::open(root).unwrap();
+        assert_eq!(
+            host.stat(&allow, "/opt/vendor/etc/vendor.conf"),
+            Err(untrusted("/opt/vendor/etc/vendor.conf", NOBODY, 0o755))
+        );
+        assert_eq!(
+            host.glob(&allow, "/opt/vendor/etc/*"),
+            Err(untrusted("/opt/vendor/etc", NOBODY, 0o755))
+        );
+        let message = host
+            .stat(&allow, "/opt/vendor/etc/vendor.conf")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            message.starts_with(
+                "/opt/vendor/etc/vendor.conf: the directory /opt/vendor is owned by uid 65534 \
+                 with mode 0755"
+            ),
+            "{message}"
+        );
+
+        // Root's, but writable by its group: refused too.
+        let vendor = root.join("opt/vendor");
+        for d in [vendor.clone(), vendor.join("etc")] {
+            std::os::unix::fs::chown(&d, Some(0), Some(0)).unwrap();
+        }
+        std::fs::set_permissions(&vendor, std::fs::Permissions::from_mode(0o775)).unwrap();
+        let host = HostFs::open(root).unwrap();
+        assert_eq!(
+            host.stat(&allow, "/opt/vendor/etc/vendor.conf"),
+            Err(untrusted("/opt/vendor/etc/vendor.conf", 0, 0o775))
+        );
+
+        // Root's and writable by root alone: found.
+        std::fs::set_permissions(&vendor, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let host = HostFs::open(root).unwrap();
+        assert_eq!(
+            host.stat(&allow, "/opt/vendor/etc/vendor.conf")
+                .unwrap()
+                .kind,
+            FileKind::Regular
+        );
+    }
+
+    #[test]
+    fn a_bound_directory_anyone_but_root_can_write_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("opt/xrt")).unwrap();
+        std::fs::set_permissions(root.join("opt/xrt"), std::fs::Permissions::from_mode(0o777))
+            .unwrap();
+        let host = HostFs::open(root).unwrap();
+        let allow = AllowList::new(&["/opt/xrt".into()]).unwrap();
+        assert!(matches!(
+            host.stat(&allow, "/opt/xrt"),
+            Err(HostError::Untrusted { ref dir, mode: 0o777, .. }) if dir == "/opt/xrt"
+        ));
+        assert!(matches!(
+            host.bind_source("/opt/xrt"),
+            Err(HostError::Untrusted { ref dir, mode: 0o777, .. }) if dir == "/opt/xrt"
+        ));
+    }
+
+    #[test]
+    fn a_root_owned_intermediate_symlink_is_followed_only_to_a_target_the_allow_list_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir_all(root.join("opt/rocm-6.2.0/lib")).unwrap();
+        std::fs::write(root.join("opt/rocm-6.2.0/lib/libamdhip64.so.6"), b"elf").unwrap();
+        std::os::unix::fs::symlink("rocm-6.2.0", root.join("opt/rocm")).unwrap();
+        let host = HostFs::open(root).unwrap();
+        let lib = "/opt/rocm/lib/libamdhip64.so.6";
+
+        let narrow = AllowList::new(&["/opt/rocm/lib/*".into()]).unwrap();
+        assert_eq!(
+            host.stat(&narrow, lib),
+            Err(HostError::ResolvesElsewhere {
+                path: lib.into(),
+                real: "/opt/rocm-6.2.0/lib/libamdhip64.so.6".into(),
+            })
+        );
+        assert_eq!(
+            host.glob(&narrow, "/opt/rocm/lib/*"),
+            Err(HostError::ResolvesElsewhere {
+                path: "/opt/rocm/lib".into(),
+                real: "/opt/rocm-6.2.0/lib".into(),
+            })
+        );
+
+        let both = AllowList::new(&["/opt/rocm/lib/*".into(), "/opt/rocm-*/lib/*".into()]).unwrap();
+        let found = host.lookup(&both, lib).unwrap();
+        assert_eq!(found.stat.kind, FileKind::Regular);
+        assert_eq!(
+            found.real,
+            Path::new("/opt/rocm-6.2.0/lib/libamdhip64.so.6")
+        );
+        assert_eq!(host.glob(&both, "/opt/rocm/lib/*").unwrap(), vec![lib]);
+        assert_eq!(host.read_file(&both, lib, 100).unwrap(), b"elf");
+        // The executor opens the source as the plan records it: resolved.
+        assert!(host
+            .open_source("/opt/rocm-6.2.0/lib/libamdhip64.so.6")
+            .is_ok());
+        assert!(matches!(
+            host.open_source(lib),
+            Err(HostError::Moved { .. })
+        ));
+    }
+
+    #[test]
+    fn a_source_swapped_for_a_symlink_after_planning_is_refused_when_opened() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        std::fs::create_dir(root.join("etc")).unwrap();
+        std::fs::write(root.join("etc/shadow"), b"secret").unwrap();
+        std::fs::create_dir_all(root.join("opt/vendor/etc")).unwrap();
+        std::fs::write(root.join("opt/vendor/etc/shadow"), b"harmless").unwrap();
+        let host = HostFs::open(root).unwrap();
+        let allow = AllowList::new(&["/opt/vendor/etc/*".into()]).unwrap();
+        let path = "/opt/vendor/etc/shadow";
+
+        // The plan is made while the tree is clean.
+        let planned = host.lookup(&allow, path).unwrap().real;
+        assert_eq!(planned, Path::new(path));
+        let (mut before, _) = host.open_source(path).unwrap();
+        let mut content = String::new();
+        before.read_to_string(&mut content).unwrap();
+        assert_eq!(content, "harmless");
+
+        // Then `etc` becomes a link to /etc before the executor opens it.
+        std::fs::rename(root.join("opt/vendor/etc"), root.join("opt/vendor/etc.old")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("opt/vendor/etc")).unwrap();
+        let moved = || HostError::Moved {
+            path: path.into(),
+            real: "/etc/shadow".into(),
+        };
+        assert_eq!(host.open_source(path).map(drop), Err(moved()));
+        assert_eq!(host.bind_source(path).map(drop), Err(moved()));
+        assert_eq!(
+            moved().to_string(),
+            "/opt/vendor/etc/shadow now resolves to /etc/shadow, not to itself: \
+             the host changed after the plan was made"
+        );
     }
 
     #[test]

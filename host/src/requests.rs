@@ -43,7 +43,10 @@ impl From<HostError> for RequestError {
     fn from(e: HostError) -> Self {
         let text = e.to_string();
         match e {
-            HostError::NotAllowed(_) => RequestError::NotAllowed(text),
+            HostError::NotAllowed(_)
+            | HostError::ResolvesElsewhere { .. }
+            | HostError::Moved { .. }
+            | HostError::Untrusted { .. } => RequestError::NotAllowed(text),
             HostError::NotFound(_) => RequestError::NotFound(text),
             HostError::Invalid { .. } => RequestError::Invalid(text),
             HostError::Io { .. } => RequestError::Io(text),
@@ -280,7 +283,8 @@ impl Requests {
             d.permissions.as_deref().unwrap_or_default(),
         ])?;
         self.supported(self.can.devices(), &d.host_path, "allow devices")?;
-        let st = self.stat(&d.host_path)?;
+        let found = self.host.lookup(&self.allow, &d.host_path)?;
+        let st = found.stat;
         let kind = match st.kind {
             FileKind::CharDevice => plan::DeviceType::Char,
             FileKind::BlockDevice => plan::DeviceType::Block,
@@ -310,12 +314,11 @@ impl Requests {
                 d.host_path
             )));
         }
-        let host_path = self.host.check(&self.allow, &d.host_path)?;
         let at = d.container_path.as_deref().unwrap_or(&d.host_path);
         let device = plan::Device {
             plugin: self.policy.clone(),
             container_path: container_path(at)?,
-            host_path: host_path.display().to_string(),
+            host_path: found.real.display().to_string(),
             kind,
             major: st.major,
             minor: st.minor,
@@ -343,8 +346,8 @@ impl Requests {
             &f.host_path,
             f.container_path.as_deref().unwrap_or_default(),
         ])?;
-        let st = self.stat(&f.host_path)?;
-        let directory = match st.kind {
+        let found = self.host.lookup(&self.allow, &f.host_path)?;
+        let directory = match found.stat.kind {
             FileKind::Regular => false,
             FileKind::Directory if f.transfer == plan::Transfer::Bind => true,
             FileKind::Directory => {
@@ -369,11 +372,12 @@ impl Requests {
         if f.transfer == plan::Transfer::Copy {
             self.supported(self.can.copies, &f.host_path, "copy files (ask for a bind)")?;
         }
-        let host_path = self.host.check(&self.allow, &f.host_path)?;
+        // The plan names the source as it really is: the executor opens
+        // only a path that still resolves to itself.
         let at = f.container_path.as_deref().unwrap_or(&f.host_path);
         self.plan.add_file(plan::File {
             plugin: self.policy.clone(),
-            host_path: host_path.display().to_string(),
+            host_path: found.real.display().to_string(),
             container_path: container_path(at)?,
             role: f.role,
             transfer: f.transfer,

@@ -281,3 +281,44 @@ pub fn plan_with_narrowed_allow_list(
     assert!(out.status.success(), "{}", stderr(&out));
     serde_json::from_slice(&out.stdout).unwrap()
 }
+
+/// The unprivileged user of the attacks on host paths: `nobody`.
+pub const NOBODY: u32 = 65534;
+
+/// The fake host `name` after the attack on allowed trees: `/opt/vendor` is
+/// owned (and writable) by NOBODY, who has made `etc` in it a symlink to
+/// `/etc`, which holds a fake `shadow` and a block device node `vda`
+/// (254:0, a root disk).
+pub fn host_with_vendor_etc_linked_to_etc(name: &str) -> tempfile::TempDir {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let host = fake_host(name);
+    let root = host.path();
+    // NOBODY must be able to reach its directory.
+    std::fs::set_permissions(root, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::create_dir_all(root.join("etc")).unwrap();
+    std::fs::write(
+        root.join("etc/shadow"),
+        "root:$6$not-a-real-hash:19000::::::\n",
+    )
+    .unwrap();
+    nix::sys::stat::mknod(
+        &root.join("etc/vda"),
+        nix::sys::stat::SFlag::S_IFBLK,
+        nix::sys::stat::Mode::from_bits_truncate(0o660),
+        nix::sys::stat::makedev(254, 0),
+    )
+    .expect("mknod needs root");
+    let vendor = root.join("opt/vendor");
+    std::fs::create_dir_all(&vendor).unwrap();
+    std::os::unix::fs::chown(&vendor, Some(NOBODY), Some(NOBODY)).unwrap();
+    let status = Command::new("/bin/sh")
+        .args(["-c", "ln -s /etc etc"])
+        .current_dir(&vendor)
+        .uid(NOBODY)
+        .gid(NOBODY)
+        .status()
+        .unwrap();
+    assert!(status.success(), "uid {NOBODY} could not make the link");
+    host
+}

@@ -282,6 +282,13 @@ mod tests {
         ]
         .map(String::from)
         .to_vec();
+        // The host checks the allow-list on what a path resolves to as
+        // well: sysfs class and `device` links lead into /sys/devices, and
+        // /opt/rocm is a link to the versioned install.
+        expected.extend([
+            "/sys/devices/**/kfd/kfd/topology/nodes/*/properties".to_string(),
+            "/sys/devices/**/drm/card[0-9]*".to_string(),
+        ]);
         // Every group, so that turning one on needs no allow-list change.
         for group in Group::ALL {
             for name in group.libraries() {
@@ -289,6 +296,7 @@ mod tests {
                     settings
                         .library_dirs
                         .iter()
+                        .chain(["/opt/rocm-[0-9]*/lib".to_string()].iter())
                         .map(|dir| format!("{dir}/{name}.so*")),
                 );
             }

@@ -295,6 +295,9 @@ mod tests {
             driver::GPU_INFORMATION.to_string(),
             "/dev/nvidia[0-9]*".to_string(),
             files::firmware("*"),
+            // Where merged-/usr hosts keep it (/lib is a link to usr/lib):
+            // the host checks the allow-list on what a path resolves to too.
+            format!("/usr{}", files::firmware("*")),
         ];
         expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
         expected.extend(files::GRAPHICS_CONFIG.map(String::from));

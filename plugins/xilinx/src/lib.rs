@@ -330,6 +330,15 @@ mod tests {
             format!("{}/renderD[0-9]*", sysfs::DRI),
             format!("{}[0-9]*", sysfs::MGMT_PREFIX),
         ];
+        // The host checks the allow-list on what a path resolves to as
+        // well: a driver's device link leads into /sys/devices.
+        let real = format!("/sys/devices/**/{}", sysfs::PCI_ADDRESS);
+        expected.extend([
+            format!("{real}/{}", sysfs::RENDER),
+            format!("{real}/{}", sysfs::SERIAL),
+            format!("{real}/{}", sysfs::SHELL),
+            format!("{real}/{}", sysfs::INSTANCE),
+        ]);
         expected.extend(settings.xrt_dir);
 
         hookhost_plugin::testing::assert_allow_list(&manifest, &expected);

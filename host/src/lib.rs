@@ -15,6 +15,7 @@ pub mod dry_run;
 pub mod evaluate;
 pub mod executor;
 pub mod hostfs;
+pub mod input;
 pub mod plan;
 pub mod requests;
 pub mod runtime;

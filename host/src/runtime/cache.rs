@@ -22,15 +22,17 @@ use wasmtime::Engine;
 /// The wasmtime this host is built with (pinned exactly in Cargo.toml).
 pub const WASMTIME_VERSION: &str = "48.0.8";
 
+// The causes are part of the messages and deliberately not `source`s: the
+// top level prints the whole chain, which would then say them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum CacheError {
     #[error("cache directory {dir}: {problem}")]
     Untrusted { dir: PathBuf, problem: String },
-    #[error("cache directory {dir}: {op}: {source}")]
+    #[error("cache directory {dir}: {op}: {error}")]
     Io {
         dir: PathBuf,
         op: &'static str,
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -49,18 +51,18 @@ impl Cache {
             .create(dir)
         {
             Ok(()) => {}
-            Err(source) => {
+            Err(error) => {
                 return Err(CacheError::Io {
                     dir: dir.to_path_buf(),
                     op: "create",
-                    source,
+                    error,
                 })
             }
         }
-        let meta = fs::symlink_metadata(dir).map_err(|source| CacheError::Io {
+        let meta = fs::symlink_metadata(dir).map_err(|error| CacheError::Io {
             dir: dir.to_path_buf(),
             op: "stat",
-            source,
+            error,
         })?;
         if !meta.is_dir() {
             return Err(untrusted(dir, "is not a directory (a symlink is refused)"));
@@ -109,7 +111,7 @@ impl Cache {
         let meta = match fs::symlink_metadata(entry) {
             Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(source) => return Err(self.io("stat an entry", source).into()),
+            Err(error) => return Err(self.io("stat an entry", error).into()),
         };
         if !meta.is_file() {
             return Err(untrusted(entry, "is not a regular file").into());
@@ -131,7 +133,7 @@ impl Cache {
         let bytes = component.serialize().map_err(|e| CacheError::Io {
             dir: self.dir.clone(),
             op: "serialize a component",
-            source: std::io::Error::other(e.to_string()),
+            error: std::io::Error::other(e.to_string()),
         })?;
         let tmp = self.dir.join(format!(
             ".tmp-{}-{}",
@@ -148,17 +150,17 @@ impl Cache {
             file.sync_all()?;
             fs::rename(&tmp, entry)
         };
-        write().map_err(|source| {
+        write().map_err(|error| {
             let _ = fs::remove_file(&tmp);
-            self.io("write an entry", source)
+            self.io("write an entry", error)
         })
     }
 
-    fn io(&self, op: &'static str, source: std::io::Error) -> CacheError {
+    fn io(&self, op: &'static str, error: std::io::Error) -> CacheError {
         CacheError::Io {
             dir: self.dir.clone(),
             op,
-            source,
+            error,
         }
     }
 }

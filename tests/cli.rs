@@ -201,6 +201,76 @@ fn a_cache_entry_writable_by_others_is_refused() {
     );
 }
 
+/// Issue 8, item 5: a user who owns a directory above root's cache swaps
+/// the cache for a symlink to a directory of theirs, holding a precompiled
+/// component at the exact name root's hookhost will look for.
+#[test]
+fn a_cache_under_a_directory_another_user_owns_is_refused_and_their_entry_never_loaded() {
+    const NOBODY: u32 = 65534;
+    let plugins = noop_plugin();
+    let top = tempfile::tempdir().unwrap();
+    for dir in [plugins.path(), top.path()] {
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let home = top.path().join("home");
+    std::fs::create_dir(&home).unwrap();
+    let cache = home.join("cache");
+    let first = compile_into(plugins.path(), &cache);
+    assert!(first.status.success(), "{}", stderr(&first));
+    // The directory is now the user's, and so is what they do in it.
+    std::os::unix::fs::chown(&home, Some(NOBODY), None).unwrap();
+    let as_user = |program: &str, args: &[&std::ffi::OsStr]| {
+        use std::os::unix::process::CommandExt;
+        let out = std::process::Command::new(program)
+            .args(args)
+            .uid(NOBODY)
+            .gid(NOBODY)
+            .env_clear()
+            .current_dir(&home)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{program}: {}", stderr(&out));
+    };
+    let evil = home.join("evil");
+    as_user(
+        env!("CARGO_BIN_EXE_hookhost"),
+        &[
+            "plugins".as_ref(),
+            "compile".as_ref(),
+            "--plugins-dir".as_ref(),
+            plugins.path().as_os_str(),
+            "--cache-dir".as_ref(),
+            evil.as_os_str(),
+        ],
+    );
+    as_user(
+        "/bin/sh",
+        &["-c".as_ref(), "mv cache old && ln -s evil cache".as_ref()],
+    );
+    let names = |dir: &Path| -> Vec<_> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
+    };
+    assert_eq!(
+        names(&evil),
+        names(&home.join("old")),
+        "planted at the exact name"
+    );
+
+    let out = compile_into(plugins.path(), &cache);
+    assert_error(
+        &out,
+        &[&format!(
+            "cache directory {}: its parent {} (owner uid 65534, mode 0755) is owned by neither root nor the running user",
+            cache.display(),
+            home.display()
+        )],
+    );
+    assert!(!stdout(&out).contains("cached"), "{}", stdout(&out));
+}
+
 #[test]
 fn plugins_list_shows_enabled_disabled_masked_and_activation() {
     let vendor = plugin_dir("gpu", "hostile", r#"{"activation": {"env": ["GPU"]}}"#);

@@ -2,10 +2,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::dry_run;
 use crate::backend::hook::{flow, ldconfig};
@@ -102,6 +103,13 @@ struct HookArgs {
     /// The host's ldconfig, by absolute path (never the image's).
     #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
     ldconfig: PathBuf,
+
+    /// Give up after this many seconds, whatever the hook is waiting for
+    /// (a state that never ends, a stuck plugin or file system), with one
+    /// line naming the stage and the container, and a non-zero exit.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
 }
 
 #[derive(Debug, Args)]
@@ -276,11 +284,13 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
 /// Runs with what runc gives a hook: no PATH, no HOME, no terminal; every
 /// failure is one line on stderr.
 fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCode> {
+    let deadline = Deadline::start(stage, Duration::from_secs(args.timeout));
     let names = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
     if let Some(warning) = flow::check_environment(stage, names)? {
         eprintln!("hookhost: warning: {warning}");
     }
     let state = OciState::read(None)?;
+    deadline.container(&state.id);
     let bundle = state.bundle.clone();
     let ctx = Arc::new(ContainerContext::load(&bundle, state, stage)?);
     let inventory = global.inventory()?;
@@ -294,6 +304,49 @@ fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCod
         print_logs(outcomes, false)
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The whole hook's deadline: a thread that sleeps until it and then ends
+/// the process. One sleeping thread per container start; the process's exit
+/// ends it when the hook finishes in time.
+struct Deadline {
+    container: Arc<OnceLock<String>>,
+}
+
+impl Deadline {
+    fn start(stage: Stage, timeout: Duration) -> Self {
+        let container: Arc<OnceLock<String>> = Arc::default();
+        let spawned = std::thread::Builder::new()
+            .name("hookhost-deadline".into())
+            .spawn({
+                let container = container.clone();
+                move || {
+                    std::thread::sleep(timeout);
+                    let stage = stage.to_possible_value().expect("no skipped stage");
+                    let who = match container.get() {
+                        Some(id) => format!("container {id}"),
+                        None => "a container whose state was not read yet".into(),
+                    };
+                    eprintln!(
+                        "hookhost: the {} hook for {who} did not finish within {} s (--timeout); giving up",
+                        stage.get_name(),
+                        timeout.as_secs()
+                    );
+                    std::process::exit(1);
+                }
+            });
+        // A small pids.max in the hook's cgroup can refuse a thread: the hook
+        // still runs, as it would have without a deadline.
+        if let Err(e) = spawned {
+            eprintln!("hookhost: warning: no deadline for this hook: spawning its thread: {e}");
+        }
+        Deadline { container }
+    }
+
+    /// Names the container in the message, once the state is read.
+    fn container(&self, id: &str) {
+        let _ = self.container.set(id.to_string());
+    }
 }
 
 fn print_logs(outcomes: &[Outcome], verbose: bool) {
@@ -418,8 +471,11 @@ pub fn main() -> ExitCode {
     match cli.run() {
         Ok(code) => code,
         Err(e) => {
-            // Every error of ours embeds its cause in its message already.
-            eprintln!("hookhost: {e}");
+            // The whole chain on one line, so that the system's own error
+            // ("Permission denied (os error 13)") is never lost. Errors of
+            // ours carry their cause in their message, not as a source, so
+            // it is said once.
+            eprintln!("hookhost: {e:#}");
             ExitCode::FAILURE
         }
     }

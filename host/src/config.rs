@@ -8,11 +8,13 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use nix::fcntl::AT_FDCWD;
 use regex::Regex;
 use serde::Deserialize;
 
 use crate::context::ContainerContext;
 use crate::hostfs::AllowList;
+use crate::input::{self, Follow};
 use crate::requests::DeviceRule;
 use crate::static_policy::StaticPolicy;
 
@@ -20,22 +22,24 @@ use crate::static_policy::StaticPolicy;
 pub const DEFAULT_PLUGIN_DIRS: &[&str] =
     &["/usr/share/hookhost/plugins.d", "/etc/hookhost/plugins.d"];
 
+/// The most of a manifest hookhost reads: real ones are a few KiB.
+pub const MANIFEST_LIMIT: u64 = 1 << 20;
+
+// The causes are part of the messages and deliberately not `source`s: the
+// top level prints the whole chain, which would then say them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read plugin directory {dir}: {source}")]
-    ReadDir {
-        dir: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("cannot read manifest {path}: {source}")]
+    #[error("cannot read plugin directory {dir}: {error}")]
+    ReadDir { dir: PathBuf, error: std::io::Error },
+    #[error("cannot read manifest {path}: {error}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("manifest {path}: {source}")]
+    #[error("manifest {path}: {error}")]
     Parse {
         path: PathBuf,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("manifest {path}: {field}: {problem}")]
     Invalid {
@@ -247,18 +251,18 @@ impl Inventory {
             let entries = match std::fs::read_dir(dir) {
                 Ok(entries) => entries,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                Err(source) => {
+                Err(error) => {
                     return Err(ConfigError::ReadDir {
                         dir: dir.clone(),
-                        source,
+                        error,
                     })
                 }
             };
             let mut names = Vec::new();
             for entry in entries {
-                let entry = entry.map_err(|source| ConfigError::ReadDir {
+                let entry = entry.map_err(|error| ConfigError::ReadDir {
                     dir: dir.clone(),
-                    source,
+                    error,
                 })?;
                 let path = entry.path();
                 if path.extension().is_some_and(|e| e == "json") {
@@ -318,13 +322,18 @@ fn load_manifest(
     path: &Path,
     dirs: &[PathBuf],
 ) -> Result<Option<PluginConfig>, ConfigError> {
-    let text = std::fs::read(path).map_err(|source| ConfigError::Read {
+    // A regular file (a FIFO would hang the hook), of bounded size; a
+    // symlink is followed: the plugin directories are the administrator's.
+    let text =
+        input::read_regular(AT_FDCWD, path, Follow::Yes, MANIFEST_LIMIT).map_err(|error| {
+            ConfigError::Read {
+                path: path.to_path_buf(),
+                error,
+            }
+        })?;
+    let parse_error = |error| ConfigError::Parse {
         path: path.to_path_buf(),
-        source,
-    })?;
-    let parse_error = |source| ConfigError::Parse {
-        path: path.to_path_buf(),
-        source,
+        error,
     };
     let json: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
     let invalid = |field, problem: String| ConfigError::Invalid {

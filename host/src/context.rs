@@ -5,11 +5,19 @@
 //! answered from here, so it is read once, checked once, and then immutable.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 use std::path::{Path, PathBuf};
+
+use nix::fcntl::AT_FDCWD;
 
 use oci_spec::runtime::{LinuxIdMapping, Spec, State};
 use serde::{Deserialize, Serialize};
+
+use crate::input::{self, Follow};
+
+/// The most of an OCI state hookhost reads: real ones are a few KiB.
+pub const STATE_LIMIT: u64 = 4 << 20;
+/// The most of a `config.json` hookhost reads: real ones are tens of KiB.
+pub const SPEC_LIMIT: u64 = 16 << 20;
 
 /// Where in the container's life the plan will be carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -40,18 +48,17 @@ impl From<&LinuxIdMapping> for IdMapping {
     }
 }
 
+// The causes are part of the messages and deliberately not `source`s: the
+// top level prints the whole chain, which would then say them twice.
 #[derive(Debug, thiserror::Error)]
 pub enum ContextError {
-    #[error("cannot read {what}: {source}")]
-    Read {
-        what: String,
-        source: std::io::Error,
-    },
-    #[error("{what} is not valid JSON for an OCI {kind}: {source}")]
+    #[error("cannot read {what}: {error}")]
+    Read { what: String, error: std::io::Error },
+    #[error("{what} is not valid JSON for an OCI {kind}: {error}")]
     Parse {
         what: String,
         kind: &'static str,
-        source: serde_json::Error,
+        error: serde_json::Error,
     },
     #[error("{what}: field `{field}` {problem}")]
     Field {
@@ -96,19 +103,21 @@ pub struct OciState {
 
 impl OciState {
     /// Reads the state the runtime hands a hook: from `path`, or from stdin
-    /// when `None`.
+    /// when `None`; at most [`STATE_LIMIT`] bytes of either. A file may be a
+    /// pipe (`--state <(...)`): it is the user's own command line.
     pub fn read(path: Option<&Path>) -> Result<Self, ContextError> {
         let (what, bytes) = match path {
-            Some(path) => (path.display().to_string(), read_file(path)?),
+            Some(path) => {
+                let what = path.display().to_string();
+                let bytes = std::fs::File::open(path)
+                    .and_then(|file| input::read_limited(file, STATE_LIMIT, 0))
+                    .map_err(|error| read_error(&what, error))?;
+                (what, bytes)
+            }
             None => {
-                let mut buf = Vec::new();
-                std::io::stdin()
-                    .read_to_end(&mut buf)
-                    .map_err(|source| ContextError::Read {
-                        what: "the OCI state from stdin".into(),
-                        source,
-                    })?;
-                ("the OCI state on stdin".to_string(), buf)
+                let bytes = input::read_limited(std::io::stdin().lock(), STATE_LIMIT, 0)
+                    .map_err(|error| read_error("the OCI state on stdin", error))?;
+                ("the OCI state on stdin".to_string(), bytes)
             }
         };
         let state: State = parse(&what, "state", &bytes)?;
@@ -169,16 +178,18 @@ impl ContainerContext {
     /// Reads the spec of `bundle` (normally `state.bundle`) and builds the
     /// context of the container `state` describes.
     pub fn load(bundle: &Path, state: OciState, stage: Stage) -> Result<Self, ContextError> {
-        let bundle = &std::path::absolute(bundle).map_err(|source| ContextError::Read {
-            what: bundle.display().to_string(),
-            source,
-        })?;
+        let bundle = &std::path::absolute(bundle)
+            .map_err(|error| read_error(&bundle.display().to_string(), error))?;
         if !bundle.is_dir() {
             return Err(ContextError::NotABundle(bundle.to_path_buf()));
         }
         let config = bundle.join("config.json");
         let what = config.display().to_string();
-        let spec: Spec = parse(&what, "runtime spec", &read_file(&config)?)?;
+        // Not followed if a symlink, and only a regular file: a FIFO would
+        // hang the hook, /dev/zero would fill its memory.
+        let bytes = input::read_regular(AT_FDCWD, &config, Follow::No, SPEC_LIMIT)
+            .map_err(|error| read_error(&what, error))?;
+        let spec: Spec = parse(&what, "runtime spec", &bytes)?;
 
         let root = spec
             .root()
@@ -240,11 +251,11 @@ impl ContainerContext {
     }
 }
 
-fn read_file(path: &Path) -> Result<Vec<u8>, ContextError> {
-    std::fs::read(path).map_err(|source| ContextError::Read {
-        what: path.display().to_string(),
-        source,
-    })
+fn read_error(what: &str, error: std::io::Error) -> ContextError {
+    ContextError::Read {
+        what: what.to_string(),
+        error,
+    }
 }
 
 fn parse<T: serde::de::DeserializeOwned>(
@@ -252,10 +263,10 @@ fn parse<T: serde::de::DeserializeOwned>(
     kind: &'static str,
     bytes: &[u8],
 ) -> Result<T, ContextError> {
-    serde_json::from_slice(bytes).map_err(|source| ContextError::Parse {
+    serde_json::from_slice(bytes).map_err(|error| ContextError::Parse {
         what: what.to_string(),
         kind,
-        source,
+        error,
     })
 }
 
@@ -293,6 +304,16 @@ mod tests {
         assert!(!ctx.env_match("MODE=abc"), "a dot is not a regex wildcard");
         assert!(!ctx.env_match("MODE=a"));
         assert!(!ctx.env_match("X=1 "));
+    }
+
+    #[test]
+    fn a_read_error_says_the_system_error_once_in_the_whole_chain() {
+        let err = OciState::read(Some(Path::new("/nonexistent/state.json"))).unwrap_err();
+        let chain = format!("{:#}", anyhow::Error::from(err));
+        assert_eq!(
+            chain,
+            "cannot read /nonexistent/state.json: No such file or directory (os error 2)"
+        );
     }
 
     #[test]

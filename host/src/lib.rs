@@ -19,6 +19,7 @@ pub mod config;
 pub mod context;
 pub mod evaluate;
 pub mod hostfs;
+pub mod input;
 pub mod limits;
 pub mod lowering;
 pub mod plan;

@@ -20,6 +20,7 @@ mod cache;
 mod clock;
 mod imports;
 
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -34,6 +35,7 @@ pub use imports::{LogLevel, LogLine};
 use crate::config::{PluginConfig, WasmPlugin};
 use crate::context::ContainerContext;
 use crate::hostfs::HostFs;
+use crate::input::{self, Follow};
 use crate::plan::Plan;
 use crate::requests::DeviceGate;
 use imports::PluginState;
@@ -54,6 +56,10 @@ pub const WIT_PACKAGE: &str = "hookhost:policy";
 pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 1);
 
 const TICK: Duration = Duration::from_millis(1);
+
+/// The largest `.wasm` hookhost reads (the Python SDK's plugins, with the
+/// interpreter inside, are about 20 MiB).
+pub const WASM_LIMIT: u64 = 256 << 20;
 
 /// What went wrong with one plugin; always names it.
 #[derive(Debug, thiserror::Error)]
@@ -77,6 +83,11 @@ pub enum Failure {
     CoreModule,
     #[error("is not a WebAssembly component")]
     NotWasm,
+    #[error(
+        "is larger than the limit of {} for a component",
+        crate::input::size(WASM_LIMIT)
+    )]
+    TooLarge,
     #[error(transparent)]
     Load(#[from] LoadError),
     #[error("exports no `{WIT_PACKAGE}/policy` interface, so it is not a hookhost policy")]
@@ -161,18 +172,27 @@ impl Runtime {
     /// The plugin's component, compiled or from the cache, with its WIT
     /// version checked. Returns whether it had to be compiled.
     pub fn load(&self, plugin: &PluginConfig) -> Result<(Component, bool), PluginError> {
+        self.load_with_entry(plugin)
+            .map(|(component, compiled, _)| (component, compiled))
+    }
+
+    /// Writes the plugin's precompiled form into the cache.
+    pub fn precompile(&self, plugin: &PluginConfig) -> Result<(PathBuf, bool), PluginError> {
+        let (_, compiled, entry) = self.load_with_entry(plugin)?;
+        Ok((entry.unwrap_or_default(), compiled))
+    }
+
+    /// `load`, and the cache entry of the component when there is a cache.
+    fn load_with_entry(
+        &self,
+        plugin: &PluginConfig,
+    ) -> Result<(Component, bool, Option<PathBuf>), PluginError> {
         let fail = |failure| PluginError {
             plugin: plugin.name.clone(),
             path: plugin.source().to_path_buf(),
             failure,
         };
-        let wasm =
-            std::fs::read(&component_of(plugin)?.wasm).map_err(|e| fail(Failure::Read(e)))?;
-        match wasm.get(..8) {
-            Some([0, b'a', b's', b'm', 0x0d, 0, 0x01, 0]) => {}
-            Some([0, b'a', b's', b'm', 0x01, 0, 0, 0]) => return Err(fail(Failure::CoreModule)),
-            _ => return Err(fail(Failure::NotWasm)),
-        }
+        let wasm = read_component(&component_of(plugin)?.wasm).map_err(fail)?;
         let engine = &self.wasmtime().map_err(fail)?.engine;
         let (component, compiled) = match &self.cache {
             Some(cache) => cache.load_or_compile(engine, &wasm),
@@ -182,25 +202,8 @@ impl Runtime {
         }
         .map_err(|e| fail(Failure::Load(e)))?;
         check_version(engine, &component).map_err(fail)?;
-        Ok((component, compiled))
-    }
-
-    /// Writes the plugin's precompiled form into the cache.
-    pub fn precompile(&self, plugin: &PluginConfig) -> Result<(PathBuf, bool), PluginError> {
-        let (_, compiled) = self.load(plugin)?;
-        let wasm = std::fs::read(plugin.source()).map_err(|e| PluginError {
-            plugin: plugin.name.clone(),
-            path: plugin.source().to_path_buf(),
-            failure: Failure::Read(e),
-        })?;
-        // `load` started the engine.
-        let engine = &self.wasmtime().expect("started by load").engine;
-        let entry = self
-            .cache
-            .as_ref()
-            .map(|c| c.entry(engine, &wasm))
-            .unwrap_or_default();
-        Ok((entry, compiled))
+        let entry = self.cache.as_ref().map(|c| c.entry(engine, &wasm));
+        Ok((component, compiled, entry))
     }
 
     /// A fresh instance of the plugin, in its own store, for one container.
@@ -367,6 +370,37 @@ fn component_of(plugin: &PluginConfig) -> Result<&WasmPlugin, PluginError> {
         plugin: plugin.name.clone(),
         path: plugin.source().to_path_buf(),
         failure: Failure::NotAComponent,
+    })
+}
+
+/// The bytes of a component: a regular file, whose header is checked before
+/// its size and its size before it is read, so a huge or foreign file costs
+/// one read of eight bytes.
+fn read_component(path: &Path) -> Result<Vec<u8>, Failure> {
+    let input::Regular { mut file, stat } =
+        input::open_regular(nix::fcntl::AT_FDCWD, path, Follow::Yes).map_err(Failure::Read)?;
+    let mut header = [0u8; 8];
+    match file.read_exact(&mut header) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Failure::NotWasm),
+        Err(e) => return Err(Failure::Read(e)),
+    }
+    match header {
+        [0, b'a', b's', b'm', 0x0d, 0, 0x01, 0] => {}
+        [0, b'a', b's', b'm', 0x01, 0, 0, 0] => return Err(Failure::CoreModule),
+        _ => return Err(Failure::NotWasm),
+    }
+    let len = u64::try_from(stat.st_size).unwrap_or(0);
+    if len > WASM_LIMIT {
+        return Err(Failure::TooLarge);
+    }
+    // It may have grown since the fstat: the read is capped too.
+    input::read_limited(header.chain(file), WASM_LIMIT, len).map_err(|e| {
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            Failure::TooLarge
+        } else {
+            Failure::Read(e)
+        }
     })
 }
 

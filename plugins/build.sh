@@ -10,6 +10,8 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-$repo/target/hookhost}
 target=wasm32-wasip2
+# The WIT world the Python plugins are built against (wit/VERSION/).
+wit_version=0.1.1
 
 if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
     echo "build.sh: the Rust target $target is not installed; run: rustup target add $target" >&2
@@ -52,19 +54,19 @@ for app in "$repo"/plugins/*/app.py; do
     dir=$(dirname "$app")
     name=$(basename "$dir")
     wasm=$repo/plugins/target/python/$name.wasm
-    if [[ ! -f $wasm || $app -nt $wasm || $repo/wit/policy.wit -nt $wasm ]]; then
+    if [[ ! -f $wasm || $app -nt $wasm || $repo/wit/$wit_version/policy.wit -nt $wasm ]]; then
         if [[ ! -x $componentize_py ]]; then
             echo "build.sh: $componentize_py not found; it builds plugins/$name (run tests/setup.sh, or set COMPONENTIZE_PY)" >&2
             exit 1
         fi
-        "$componentize_py" --quiet -d "$repo/wit" -w plugin componentize -p "$dir" app -o "$wasm.tmp"
+        "$componentize_py" --quiet -d "$repo/wit/$wit_version" -w plugin componentize -p "$dir" app -o "$wasm.tmp"
         mv -f "$wasm.tmp" "$wasm"
     fi
     install_file "$wasm" "$out/plugins.d/$name.wasm"
     install_file "$dir/$name.json" "$out/plugins.d/$name.json"
 done
 
-for test_plugin in hostile future previous scripted; do
+for test_plugin in hostile future newer previous scripted; do
     install_file "$built/hookhost_$test_plugin.wasm" "$out/test-plugins/$test_plugin.wasm"
 done
 

@@ -241,6 +241,28 @@ fn a_component_for_another_wit_major_version_is_refused_by_name() {
 }
 
 #[test]
+fn a_component_for_a_newer_patch_than_the_host_speaks_is_refused_by_name() {
+    // A 0.1.9 plugin may import functions a 0.1.1 host does not have: it is
+    // refused before anything runs, with a message saying what to do.
+    let plugins = plugin_dir("newer", "newer", r#"{"activation": {"always": true}}"#);
+    let bundle = bundle(&config_with_env(&[]));
+    let out = hookhost([
+        "test".as_ref(),
+        bundle.path().as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("plugin `newer`"), "{err}");
+    assert!(
+        err.contains("targets hookhost:policy@0.1.9, which this host does not speak")
+            && err.contains("update hookhost"),
+        "{err}"
+    );
+}
+
+#[test]
 fn a_plugin_built_against_an_earlier_0_1_release_still_loads_and_works() {
     // `previous` imports hookhost:policy/*@0.1.0; this host provides 0.1.1.
     let plugins = plugin_dir(

@@ -42,7 +42,7 @@ use imports::PluginState;
 
 mod bindings {
     wasmtime::component::bindgen!({
-        path: "../wit",
+        path: "../wit/0.1.1",
         world: "plugin",
         imports: { default: trappable },
     });
@@ -92,7 +92,7 @@ pub enum Failure {
     Load(#[from] LoadError),
     #[error("exports no `{WIT_PACKAGE}/policy` interface, so it is not a hookhost policy")]
     NotAPolicy,
-    #[error("targets {found}, which this host does not speak (it speaks {WIT_PACKAGE}@{}.{}.x)", WIT_VERSION.0, WIT_VERSION.1)]
+    #[error("targets {found}, which this host does not speak (it speaks {WIT_PACKAGE}@{}.{}.0 to {}.{}.{}; a newer patch may import functions this host lacks: update hookhost)", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
     Incompatible { found: String },
     #[error("cannot be instantiated: {0}")]
     Instantiate(String),
@@ -424,8 +424,12 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> 
         .map_while(|p| p.parse().ok())
         .collect();
     let compatible = match parts[..] {
-        [0, minor, _] => WIT_VERSION.0 == 0 && minor == WIT_VERSION.1,
-        [major, _, _] => major == WIT_VERSION.0,
+        // Below 1.0 the minor is the compatibility line; a patch only adds
+        // functions, so one newer than ours may import what we lack.
+        [0, minor, patch] => WIT_VERSION.0 == 0 && minor == WIT_VERSION.1 && patch <= WIT_VERSION.2,
+        [major, minor, _] => {
+            major == WIT_VERSION.0 && (minor, parts[2]) <= (WIT_VERSION.1, WIT_VERSION.2)
+        }
         _ => false,
     };
     if compatible {

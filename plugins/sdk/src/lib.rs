@@ -48,7 +48,7 @@ use serde::de::DeserializeOwned;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../wit",
+        path: "../../wit/0.1.1",
         pub_export_macro: true,
         default_bindings_module: "hookhost_plugin::bindings",
         // Our own error type, for a readable Display.

@@ -2,7 +2,7 @@
 //! frozen in `../wit/`, as released), it must keep loading and working in
 //! every 0.1.y host. It asks for the device node named by PREVIOUS_DEVICE.
 
-wit_bindgen::generate!({ path: "wit", world: "plugin" });
+wit_bindgen::generate!({ path: "../../../wit/0.1.0", world: "plugin" });
 
 use exports::hookhost::policy::policy::{Guest, PluginInfo};
 use hookhost::policy::{container, inject};

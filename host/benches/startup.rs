@@ -206,6 +206,50 @@ fn main() {
         }
     }));
 
+    // Another build of hookhost side by side (the dynamically linked one,
+    // to measure what static linking costs): HOOKHOST_BENCH_COMPARE=PATH.
+    let compare_cache = tempfile::tempdir().unwrap();
+    if let Some(other) = std::env::var_os("HOOKHOST_BENCH_COMPARE").map(PathBuf::from) {
+        require(&other, "a second hookhost binary");
+        let out = Command::new(&other)
+            .args(["plugins", "compile", "--plugins-dir"])
+            .arg(three.path())
+            .arg("--cache-dir")
+            .arg(compare_cache.path())
+            .output()
+            .unwrap();
+        check(&out, "the compared hookhost: plugins compile");
+        let version = {
+            let other = other.clone();
+            move || {
+                let mut cmd = Command::new(&other);
+                cmd.arg("--version");
+                (cmd, None)
+            }
+        };
+        scenarios.push(scenario("compared: hookhost --version", version));
+        for (label, dir) in [
+            ("compared: prestart, 0 plugins", empty.path().to_owned()),
+            ("compared: prestart, 3 plugins", three.path().to_owned()),
+        ] {
+            let (other, state, cache) = (
+                other.clone(),
+                state.clone(),
+                compare_cache.path().to_owned(),
+            );
+            scenarios.push(scenario(label, move || {
+                let mut cmd = Command::new(&other);
+                cmd.arg("prestart")
+                    .arg("--plugins-dir")
+                    .arg(&dir)
+                    .arg("--cache-dir")
+                    .arg(&cache)
+                    .stdin(std::fs::File::open(&state).unwrap());
+                (cmd, None)
+            }));
+        }
+    }
+
     // Fill the shared cache, as `hookhost plugins compile` does at install.
     for dir in [three.path(), nvidia.as_path()] {
         let out = Command::new(&hookhost)

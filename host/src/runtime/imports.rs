@@ -19,6 +19,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::hookhost::policy::types::Error as WitError;
 use super::bindings::hookhost::policy::{container, host, inject, log, types};
 use super::clock::{BoundedClock, CallDeadline};
+use super::limiter::StoreCap;
 use crate::context::{ContainerContext, Stage};
 use crate::hostfs::{AllowList, FileKind, HostFs};
 use crate::limits;
@@ -50,37 +51,6 @@ pub struct LogLine {
     pub message: String,
 }
 
-/// Memory cap of one plugin's store; remembers whether it was hit so the
-/// trap can be reported as what it is.
-pub struct MemoryCap {
-    pub limit: usize,
-    pub exceeded: bool,
-}
-
-impl wasmtime::ResourceLimiter for MemoryCap {
-    fn memory_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        if desired > self.limit {
-            self.exceeded = true;
-            wasmtime::bail!("memory limit of {} bytes reached", self.limit);
-        }
-        Ok(true)
-    }
-
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        Ok(desired <= 100_000)
-    }
-}
-
 /// Everything one plugin's store holds.
 pub struct PluginState {
     pub ctx: Arc<ContainerContext>,
@@ -89,7 +59,7 @@ pub struct PluginState {
     logs: Vec<LogLine>,
     /// Log lines not kept, beyond [`MAX_LOG_LINES`].
     dropped_logs: usize,
-    pub memory: MemoryCap,
+    pub limiter: StoreCap,
     /// The deadline of the call now running, for the bounded clock.
     pub deadline: CallDeadline,
     wasi: WasiCtx,
@@ -114,10 +84,7 @@ impl PluginState {
             settings,
             logs: Vec::new(),
             dropped_logs: 0,
-            memory: MemoryCap {
-                limit: memory_bytes,
-                exceeded: false,
-            },
+            limiter: StoreCap::new(memory_bytes),
             deadline: CallDeadline::default(),
             // A std guest imports wasi:cli and friends even when it does no
             // I/O; it gets them with nothing behind: no preopens, no env,

@@ -13,12 +13,15 @@
 //!   watchdog that ends the process if one call overruns its budget twice:
 //!   a last resort for a host call that blocks all the same (a hung file
 //!   system under an allowed path), never the way a plugin is stopped.
-//! - Memory: a `ResourceLimiter` caps linear memory per store.
+//! - Memory: a `ResourceLimiter` caps the store's linear memory, all its
+//!   memories together, and the number of instances, memories, tables and
+//!   table elements (see `limiter`).
 //! - Capabilities: the WIT imports (see `imports`) and an empty WASI context.
 
 mod cache;
 mod clock;
 mod imports;
+mod limiter;
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -227,7 +230,7 @@ impl Runtime {
             memory,
         );
         let mut store = Store::new(&wasmtime.engine, state);
-        store.limiter(|s| &mut s.memory);
+        store.limiter(|s| &mut s.limiter);
         store.epoch_deadline_trap();
         let mut instance = Instance {
             ticker: &wasmtime.ticker,
@@ -349,7 +352,7 @@ impl Instance<'_> {
             result => result,
         };
         result.map_err(|e| {
-            let failure = if self.store.data().memory.exceeded {
+            let failure = if self.store.data().limiter.exceeded {
                 Failure::OutOfMemory(self.limits.memory_mib)
             } else if waited_out || e.downcast_ref::<Trap>() == Some(&Trap::Interrupt) {
                 Failure::Timeout(limit)

@@ -12,8 +12,8 @@ use nix::fcntl::AT_FDCWD;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::allow::AllowList;
 use crate::context::ContainerContext;
-use crate::hostfs::AllowList;
 use crate::input::{self, Follow};
 use crate::requests::DeviceRule;
 use crate::static_policy::StaticPolicy;

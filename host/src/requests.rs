@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use oci_spec::runtime::{Capability, LinuxDeviceType};
 
+use crate::allow::{clean_absolute, AllowList};
 use crate::backend::Capabilities;
 use crate::context::{ContainerContext, Stage};
-use crate::hostfs::{clean_absolute, AllowList, FileKind, HostError, HostFs, HostStat};
+use crate::hostfs::{FileKind, HostError, HostFs, HostStat};
 use crate::limits::{self, PLAN_BYTES_MAX};
 use crate::plan::{self, Conflict, Plan};
 

@@ -12,8 +12,8 @@ use nix::fcntl::AT_FDCWD;
 use regex::Regex;
 use serde::Deserialize;
 
+use crate::allow::AllowList;
 use crate::context::ContainerContext;
-use crate::hostfs::AllowList;
 use crate::input::{self, Follow};
 use crate::requests::DeviceRule;
 use crate::static_policy::StaticPolicy;
@@ -51,6 +51,21 @@ pub enum ConfigError {
         "manifest {path}: no plugin `{wasm}` beside it or in a lower-precedence plugin directory"
     )]
     MissingWasm { path: PathBuf, wasm: String },
+    /// `--plugin NAME` names no enabled plugin; the installed ones are listed
+    /// so a typo is obvious.
+    #[error("no enabled plugin named `{name}` (installed: {})", installed_list(.installed))]
+    NoSuchPlugin {
+        name: String,
+        installed: Vec<String>,
+    },
+}
+
+fn installed_list(names: &[String]) -> String {
+    if names.is_empty() {
+        "none".into()
+    } else {
+        names.join(", ")
+    }
 }
 
 /// A manifest as written: `NAME.json` next to `NAME.wasm`.
@@ -294,7 +309,7 @@ impl Inventory {
 
     /// The enabled plugins named in `names`, or all of them when `names` is
     /// empty; an unknown name is an error.
-    pub fn select(&self, names: &[String]) -> anyhow::Result<Vec<&PluginConfig>> {
+    pub fn select(&self, names: &[String]) -> Result<Vec<&PluginConfig>, ConfigError> {
         if names.is_empty() {
             return Ok(self.plugins.iter().collect());
         }
@@ -302,15 +317,10 @@ impl Inventory {
             .iter()
             .map(|n| {
                 self.plugins.iter().find(|p| &p.name == n).ok_or_else(|| {
-                    let known: Vec<_> = self.plugins.iter().map(|p| p.name.as_str()).collect();
-                    anyhow::anyhow!(
-                        "no enabled plugin named `{n}` (installed: {})",
-                        if known.is_empty() {
-                            "none".into()
-                        } else {
-                            known.join(", ")
-                        }
-                    )
+                    ConfigError::NoSuchPlugin {
+                        name: n.clone(),
+                        installed: self.plugins.iter().map(|p| p.name.clone()).collect(),
+                    }
                 })
             })
             .collect()
@@ -526,6 +536,30 @@ mod tests {
         let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
         let names: Vec<_> = inv.plugins.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(names, ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn selecting_an_unknown_plugin_names_it_and_the_installed_ones() {
+        let tmp = tempfile::tempdir().unwrap();
+        for name in ["b", "a"] {
+            write(tmp.path(), &format!("{name}.json"), GPU);
+            write(tmp.path(), &format!("{name}.wasm"), "");
+        }
+        let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
+        let picked: Vec<_> = inv.select(&["b".into()]).unwrap();
+        assert_eq!(picked[0].name, "b");
+        assert_eq!(inv.select(&[]).unwrap().len(), 2);
+        let err = inv.select(&["a".into(), "nosuch".into()]).unwrap_err();
+        assert!(matches!(err, ConfigError::NoSuchPlugin { ref name, .. } if name == "nosuch"));
+        assert_eq!(
+            err.to_string(),
+            "no enabled plugin named `nosuch` (installed: a, b)"
+        );
+        let empty = Inventory::load(&[tmp.path().join("none")]).unwrap();
+        assert_eq!(
+            empty.select(&["a".into()]).unwrap_err().to_string(),
+            "no enabled plugin named `a` (installed: none)"
+        );
     }
 
     fn load_error(manifest: &str) -> String {

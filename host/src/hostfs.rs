@@ -12,15 +12,23 @@
 //! the allow-list names its target too). And every directory on the way
 //! must be root's and writable by root alone: a tree that someone else can
 //! write can be turned into a symlink to `/etc` between any two checks.
+//!
+//! The allow-list and path cleaning are [`crate::allow`]'s. The executor's
+//! privileged opening of the sources a plan names (the `open_tree` clone of
+//! a bind, the file a copy reads) is [`crate::backend::hook::sources`]'s; it
+//! resolves them here (`HostFs::find_planned`), under the same root and
+//! the same checks of the directories on the way.
 
 use std::collections::HashSet;
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Component, Path, PathBuf};
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use glob::{MatchOptions, Pattern};
+use glob::Pattern;
 use nix::sys::stat::SFlag;
+
+use crate::allow::{clean_absolute, AllowList, MATCH};
 
 /// The most entries one `glob` may consider at any level: a bound on host
 /// memory whatever the pattern.
@@ -56,88 +64,6 @@ pub enum HostError {
     Invalid { path: String, reason: String },
     #[error("{path}: {message}")]
     Io { path: String, message: String },
-}
-
-/// Checks that `path` is absolute and free of `..`, and returns it cleaned
-/// (`//` and `.` removed). Plugins name paths; they never navigate.
-pub fn clean_absolute(path: &str) -> Result<PathBuf, String> {
-    if path.contains('\0') {
-        return Err("contains a NUL byte".into());
-    }
-    if !path.starts_with('/') {
-        return Err("is not an absolute path".into());
-    }
-    let mut clean = PathBuf::from("/");
-    for component in Path::new(path).components() {
-        match component {
-            Component::RootDir | Component::CurDir => {}
-            Component::Normal(part) => clean.push(part),
-            Component::ParentDir => return Err("contains `..`".into()),
-            Component::Prefix(_) => unreachable!("no prefixes on Unix"),
-        }
-    }
-    Ok(clean)
-}
-
-/// Shell globs over absolute host paths. `*`, `?` and `[...]` stay within one
-/// path component; `**` as a whole component matches any depth.
-#[derive(Debug, Clone, Default)]
-pub struct AllowList {
-    patterns: Vec<Pattern>,
-}
-
-const MATCH: MatchOptions = MatchOptions {
-    case_sensitive: true,
-    require_literal_separator: true,
-    require_literal_leading_dot: false,
-};
-
-impl AllowList {
-    pub fn new(globs: &[String]) -> Result<Self, String> {
-        let patterns = globs
-            .iter()
-            .map(|g| {
-                if !g.starts_with('/') {
-                    return Err(format!("`{g}` is not an absolute path pattern"));
-                }
-                Pattern::new(g).map_err(|e| format!("`{g}` is not a valid glob: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
-        Ok(AllowList { patterns })
-    }
-
-    pub fn allows(&self, path: &Path) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| p.matches_path_with(path, MATCH))
-    }
-
-    pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.patterns.iter().map(Pattern::as_str)
-    }
-
-    /// Whether some allowed path could lie below `dir`: what lets `glob`
-    /// skip listing directories that can hold nothing allowed.
-    pub fn may_hold_below(&self, dir: &Path) -> bool {
-        let dir: Vec<_> = dir.iter().skip(1).collect();
-        self.patterns.iter().any(|pattern| {
-            let parts: Vec<&str> = pattern.as_str().split('/').skip(1).collect();
-            for (i, name) in dir.iter().enumerate() {
-                match parts.get(i) {
-                    Some(&"**") => return true,
-                    Some(part) => {
-                        let matched = Pattern::new(part)
-                            .is_ok_and(|p| p.matches_with(&name.to_string_lossy(), MATCH));
-                        if !matched {
-                            return false;
-                        }
-                    }
-                    None => return false,
-                }
-            }
-            parts.len() > dir.len()
-        })
-    }
 }
 
 /// What `stat` tells of a host path (the link itself, never its target).
@@ -191,13 +117,13 @@ impl std::fmt::Debug for HostFs {
 }
 
 /// A host path resolved under the root.
-struct Found {
-    handle: pathrs::Handle,
+pub(crate) struct Found {
+    pub(crate) handle: pathrs::Handle,
     /// What the handle really is, as a host path: the path asked for with
     /// every intermediate symlink resolved.
-    real: PathBuf,
-    stat: nix::sys::stat::FileStat,
-    kind: FileKind,
+    pub(crate) real: PathBuf,
+    pub(crate) stat: nix::sys::stat::FileStat,
+    pub(crate) kind: FileKind,
 }
 
 /// What [`HostFs::lookup`] finds: the lstat, and where the path really is.
@@ -407,42 +333,6 @@ impl HostFs {
         Ok(buf)
     }
 
-    /// A detached bind mount of a host path (`open_tree`): what the executor
-    /// mounts into a container. The plan records sources as they really
-    /// are ([`Located::real`]), checked against the allow-list when it was
-    /// made; here the path must still resolve to itself, through trusted
-    /// directories, so nothing swapped in since can be bound.
-    pub fn bind_source(&self, path: &str) -> Result<std::os::fd::OwnedFd, HostError> {
-        use rustix::mount::OpenTreeFlags;
-        let found = self.find_planned(path)?;
-        let tree = rustix::mount::open_tree(
-            &found.handle,
-            "",
-            OpenTreeFlags::OPEN_TREE_CLONE
-                | OpenTreeFlags::OPEN_TREE_CLOEXEC
-                | OpenTreeFlags::AT_EMPTY_PATH,
-        )
-        .map_err(|e| HostError::Io {
-            path: path.into(),
-            message: format!("open_tree: {e}"),
-        })?;
-        Ok(tree)
-    }
-
-    /// A host regular file opened for reading, with its permission bits:
-    /// the source of a copy. Checked as [`HostFs::bind_source`] is.
-    pub fn open_source(&self, path: &str) -> Result<(std::fs::File, u32), HostError> {
-        let found = self.find_planned(path)?;
-        if found.kind != FileKind::Regular {
-            return Err(invalid(path, "is not a regular file".into()));
-        }
-        let file = found
-            .handle
-            .reopen(pathrs::flags::OpenFlags::O_RDONLY)
-            .map_err(|e| os_error(path, &e))?;
-        Ok((file, found.stat.st_mode & 0o7777))
-    }
-
     /// Cleans `path` and checks it against the allow-list: the first step of
     /// every host look-up, before the host is consulted at all.
     pub fn check(&self, allow: &AllowList, path: &str) -> Result<PathBuf, HostError> {
@@ -471,7 +361,7 @@ impl HostFs {
 
     /// The executor's look-up of a planned source: it must resolve to
     /// itself, through trusted directories.
-    fn find_planned(&self, path: &str) -> Result<Found, HostError> {
+    pub(crate) fn find_planned(&self, path: &str) -> Result<Found, HostError> {
         let clean = clean_absolute(path).map_err(|reason| invalid(path, reason))?;
         let found = self.resolve(path, &clean)?;
         if found.real != clean {
@@ -638,14 +528,14 @@ fn file_kind(
     Ok((kind, st))
 }
 
-fn invalid(path: &str, reason: String) -> HostError {
+pub(crate) fn invalid(path: &str, reason: String) -> HostError {
     HostError::Invalid {
         path: path.into(),
         reason,
     }
 }
 
-fn os_error(path: &str, e: &pathrs::error::Error) -> HostError {
+pub(crate) fn os_error(path: &str, e: &pathrs::error::Error) -> HostError {
     match e.kind() {
         pathrs::error::ErrorKind::OsError(Some(errno))
             if errno == nix::errno::Errno::ENOENT as i32 =>
@@ -662,34 +552,7 @@ fn os_error(path: &str, e: &pathrs::error::Error) -> HostError {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn clean_absolute_refuses_relative_and_dotdot() {
-        assert_eq!(
-            clean_absolute("/dev//./nvidia0").unwrap(),
-            PathBuf::from("/dev/nvidia0")
-        );
-        assert!(clean_absolute("dev/nvidia0").is_err());
-        assert!(clean_absolute("/dev/../etc/shadow").is_err());
-        assert!(clean_absolute("/dev/a\0b").is_err());
-    }
-
-    #[test]
-    fn allow_list_star_stays_in_one_component() {
-        let allow = AllowList::new(&["/dev/nvidia*".into(), "/opt/xrt/**".into()]).unwrap();
-        assert!(allow.allows(Path::new("/dev/nvidia0")));
-        assert!(allow.allows(Path::new("/dev/nvidiactl")));
-        assert!(!allow.allows(Path::new("/dev/nvidia0/../../etc/shadow")));
-        assert!(!allow.allows(Path::new("/dev/nvidia-caps/x")));
-        assert!(allow.allows(Path::new("/opt/xrt/lib/libxrt.so")));
-        assert!(!allow.allows(Path::new("/etc/shadow")));
-    }
-
-    #[test]
-    fn allow_list_refuses_relative_patterns() {
-        assert!(AllowList::new(&["dev/*".into()]).is_err());
-        assert!(AllowList::new(&["/dev/[".into()]).is_err());
-    }
+    use crate::backend::hook::sources::{bind_source, open_source};
 
     #[test]
     fn host_lookups_stay_under_the_root_and_the_allow_list() {
@@ -942,7 +805,7 @@ mod tests {
             Err(HostError::Untrusted { ref dir, mode: 0o777, .. }) if dir == "/opt/xrt"
         ));
         assert!(matches!(
-            host.bind_source("/opt/xrt"),
+            bind_source(&host, "/opt/xrt"),
             Err(HostError::Untrusted { ref dir, mode: 0o777, .. }) if dir == "/opt/xrt"
         ));
     }
@@ -983,63 +846,10 @@ mod tests {
         assert_eq!(host.glob(&both, "/opt/rocm/lib/*").unwrap(), vec![lib]);
         assert_eq!(host.read_file(&both, lib, 100).unwrap(), b"elf");
         // The executor opens the source as the plan records it: resolved.
-        assert!(host
-            .open_source("/opt/rocm-6.2.0/lib/libamdhip64.so.6")
-            .is_ok());
+        assert!(open_source(&host, "/opt/rocm-6.2.0/lib/libamdhip64.so.6").is_ok());
         assert!(matches!(
-            host.open_source(lib),
+            open_source(&host, lib),
             Err(HostError::Moved { .. })
         ));
-    }
-
-    #[test]
-    fn a_source_swapped_for_a_symlink_after_planning_is_refused_when_opened() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path();
-        std::fs::create_dir(root.join("etc")).unwrap();
-        std::fs::write(root.join("etc/shadow"), b"secret").unwrap();
-        std::fs::create_dir_all(root.join("opt/vendor/etc")).unwrap();
-        std::fs::write(root.join("opt/vendor/etc/shadow"), b"harmless").unwrap();
-        let host = HostFs::open(root).unwrap();
-        let allow = AllowList::new(&["/opt/vendor/etc/*".into()]).unwrap();
-        let path = "/opt/vendor/etc/shadow";
-
-        // The plan is made while the tree is clean.
-        let planned = host.lookup(&allow, path).unwrap().real;
-        assert_eq!(planned, Path::new(path));
-        let (mut before, _) = host.open_source(path).unwrap();
-        let mut content = String::new();
-        before.read_to_string(&mut content).unwrap();
-        assert_eq!(content, "harmless");
-
-        // Then `etc` becomes a link to /etc before the executor opens it.
-        std::fs::rename(root.join("opt/vendor/etc"), root.join("opt/vendor/etc.old")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("opt/vendor/etc")).unwrap();
-        let moved = || HostError::Moved {
-            path: path.into(),
-            real: "/etc/shadow".into(),
-        };
-        assert_eq!(host.open_source(path).map(drop), Err(moved()));
-        assert_eq!(host.bind_source(path).map(drop), Err(moved()));
-        assert_eq!(
-            moved().to_string(),
-            "/opt/vendor/etc/shadow now resolves to /etc/shadow, not to itself: \
-             the host changed after the plan was made"
-        );
-    }
-
-    #[test]
-    fn may_hold_below_prunes_directories_no_allowed_path_can_be_under() {
-        let allow =
-            AllowList::new(&["/dev/nvidia[0-9]*".into(), "/usr/lib/**/libcuda.so".into()]).unwrap();
-        assert!(allow.may_hold_below(Path::new("/")));
-        assert!(allow.may_hold_below(Path::new("/dev")));
-        assert!(!allow.may_hold_below(Path::new("/proc")));
-        assert!(
-            !allow.may_hold_below(Path::new("/dev/nvidia0")),
-            "a file, not a directory"
-        );
-        assert!(allow.may_hold_below(Path::new("/usr/lib/x86_64-linux-gnu/deep")));
-        assert!(!allow.may_hold_below(Path::new("/usr/share")));
     }
 }

@@ -8,10 +8,13 @@
 //! [`plan`]; [`lowering`] turns the plan into ordered, typed operations;
 //! the [`backend`]s carry them out (the [`backend::hook`] executor) or show
 //! them ([`backend::dry_run`]), and [`audit`] records what was done.
-//! [`hostfs`] is the confined view of the host that plugins get; [`sys`]
-//! holds the one `unsafe` system call wrapper.
+//! [`hostfs`] is the confined, read-only view of the host that plugins get,
+//! through the [`allow`]-list; the executor opens the sources a plan names
+//! in one module, [`backend::hook::sources`]; [`sys`] holds the one
+//! `unsafe` system call wrapper.
 #![deny(unsafe_code)]
 
+pub mod allow;
 pub mod audit;
 pub mod backend;
 pub mod cli;

@@ -8,9 +8,10 @@ use std::sync::Arc;
 
 use oci_spec::runtime::{Capability, LinuxDeviceType};
 
+use crate::allow::{clean_absolute, AllowList};
 use crate::backend::Capabilities;
 use crate::context::{ContainerContext, Stage};
-use crate::hostfs::{clean_absolute, AllowList, FileKind, HostError, HostFs, HostStat};
+use crate::hostfs::{FileKind, HostError, HostFs, HostStat};
 use crate::limits::{self, PLAN_BYTES_MAX};
 use crate::plan::{self, Conflict, Plan};
 
@@ -687,5 +688,326 @@ mod tests {
             "{m}"
         );
         assert_eq!(r.take_plan().directories.len(), fits);
+    }
+
+    /// A fake host, writable by root alone as hostfs demands: the char
+    /// device `/dev/gpu0` (195:0, mode 0666), the regular file
+    /// `/opt/lib/libx.so` and the directory `/opt/share`.
+    fn fake_host() -> tempfile::TempDir {
+        use nix::sys::stat::{makedev, mknod, Mode, SFlag};
+        use std::os::unix::fs::PermissionsExt;
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "these tests make device nodes: run them as root"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        for d in ["", "dev", "opt", "opt/lib", "opt/share"] {
+            std::fs::create_dir_all(root.join(d)).unwrap();
+            std::fs::set_permissions(root.join(d), std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        mknod(
+            &root.join("dev/gpu0"),
+            SFlag::S_IFCHR,
+            Mode::from_bits_truncate(0o666),
+            makedev(195, 0),
+        )
+        .unwrap();
+        // mknod applies the umask.
+        std::fs::set_permissions(
+            root.join("dev/gpu0"),
+            std::fs::Permissions::from_mode(0o666),
+        )
+        .unwrap();
+        std::fs::write(root.join("opt/lib/libx.so"), b"elf").unwrap();
+        dir
+    }
+
+    /// Policy `policy`'s requests at `stage`, on the fake host `root`,
+    /// allowed everything under /dev and /opt.
+    fn on_host(root: &std::path::Path, policy: &str, stage: Stage) -> Requests {
+        let host = HostFs::open(root).unwrap();
+        let allow = AllowList::new(&["/dev/*".into(), "/opt/**".into()]).unwrap();
+        let devices = DeviceGate::new(DeviceRule::Any, &ContainerContext::empty());
+        Requests::new(policy, stage, Arc::new(host), allow, devices)
+    }
+
+    fn gpu_at(container_path: &str) -> DeviceRequest {
+        DeviceRequest {
+            host_path: "/dev/gpu0".into(),
+            container_path: Some(container_path.into()),
+            ..Default::default()
+        }
+    }
+
+    fn lib(container_path: &str, transfer: plan::Transfer) -> FileRequest {
+        FileRequest {
+            host_path: "/opt/lib/libx.so".into(),
+            container_path: Some(container_path.into()),
+            role: plan::FileRole::Library,
+            transfer,
+        }
+    }
+
+    #[test]
+    fn reserved_container_paths_and_the_root_itself_are_refused_by_every_request() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        for path in [
+            "/proc",
+            "/proc/x",
+            "/proc/self/attr/exec",
+            "/sys",
+            "/sys/fs/cgroup/devices.allow",
+            "/",
+            "//",
+            "/./proc/",
+        ] {
+            let owned = |m: String| {
+                assert!(
+                    m.ends_with("the container runtime owns this path"),
+                    "{path}: {m}"
+                )
+            };
+            owned(invalid(r.make_dir(path, 0o755)));
+            owned(invalid(r.symlink("target", path)));
+            owned(invalid(r.add_device(gpu_at(path))));
+            owned(invalid(r.add_file(lib(path, plan::Transfer::Bind))));
+        }
+        assert!(r.take_plan().is_empty());
+        // Reserved by component, not by prefix.
+        r.make_dir("/procfs", 0o755).unwrap();
+        r.make_dir("/system/proc", 0o755).unwrap();
+    }
+
+    #[test]
+    fn dotdot_and_relative_paths_are_refused() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        for path in ["/opt/../proc", "/opt/..", "opt/x", "./opt", "", "x"] {
+            let m = invalid(r.make_dir(path, 0o755));
+            assert!(m.starts_with(&format!("{path}: ")), "{m}");
+            invalid(r.symlink("target", path));
+            invalid(r.add_device(gpu_at(path)));
+            invalid(r.add_file(lib(path, plan::Transfer::Bind)));
+        }
+        assert!(invalid(r.make_dir("/opt/../etc", 0o755)).contains("contains `..`"));
+        assert!(invalid(r.make_dir("etc", 0o755)).contains("is not an absolute path"));
+        // Host paths too: before the host is asked.
+        for host_path in ["/dev/../opt/lib/libx.so", "dev/gpu0"] {
+            invalid(r.add_device(DeviceRequest {
+                host_path: host_path.into(),
+                ..Default::default()
+            }));
+            invalid(r.add_file(FileRequest {
+                host_path: host_path.into(),
+                ..lib("/opt/x", plan::Transfer::Bind)
+            }));
+            assert!(matches!(r.stat(host_path), Err(RequestError::Invalid(_))));
+        }
+        assert!(r.take_plan().is_empty());
+    }
+
+    #[test]
+    fn device_permissions_other_than_a_nonempty_subset_of_rwm_are_refused() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        for bad in ["rwx", "rr", "", "RWM", "rwmr", " r"] {
+            let m = invalid(r.add_device(DeviceRequest {
+                permissions: Some(bad.into()),
+                ..gpu_at("/dev/gpu0")
+            }));
+            assert_eq!(
+                m,
+                format!("/dev/gpu0: device permissions `{bad}` are not a subset of \"rwm\"")
+            );
+        }
+        assert!(r.take_plan().is_empty());
+        for (i, good) in ["r", "mw", "rwm", "mrw"].into_iter().enumerate() {
+            r.add_device(DeviceRequest {
+                permissions: Some(good.into()),
+                ..gpu_at(&format!("/dev/gpu{i}"))
+            })
+            .unwrap();
+        }
+        let plan = r.take_plan();
+        let granted: Vec<_> = plan
+            .devices
+            .iter()
+            .map(|d| d.permissions.as_str())
+            .collect();
+        assert_eq!(granted, ["r", "mw", "rwm", "mrw"]);
+        assert_eq!((plan.devices[0].major, plan.devices[0].minor), (195, 0));
+    }
+
+    #[test]
+    fn directory_modes_beyond_07777_and_device_modes_beyond_0777_are_refused() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        let m = invalid(r.make_dir("/opt/a", 0o10000));
+        assert_eq!(m, "/opt/a: mode 10000 is not a file mode");
+        invalid(r.make_dir("/opt/a", u32::MAX));
+        r.make_dir("/opt/a", 0o7777).unwrap();
+
+        let m = invalid(r.add_device(DeviceRequest {
+            file_mode: Some(0o1666),
+            ..gpu_at("/dev/gpu0")
+        }));
+        assert_eq!(m, "/dev/gpu0: device file mode 1666 has bits beyond 0777");
+        invalid(r.add_device(DeviceRequest {
+            file_mode: Some(0o4000),
+            ..gpu_at("/dev/gpu0")
+        }));
+        r.add_device(DeviceRequest {
+            file_mode: Some(0o777),
+            ..gpu_at("/dev/gpu0")
+        })
+        .unwrap();
+        // Unset: the host node's permission bits.
+        r.add_device(gpu_at("/dev/gpu1")).unwrap();
+        let plan = r.take_plan();
+        assert_eq!(plan.directories[0].mode, 0o7777);
+        let modes: Vec<_> = plan.devices.iter().map(|d| d.file_mode).collect();
+        assert_eq!(modes, [0o777, 0o666]);
+    }
+
+    #[test]
+    fn set_env_is_unsupported_by_the_hooks_naming_the_back_end_and_accepted_by_spec_editors() {
+        let host = fake_host();
+        for (stage, back_end) in [
+            (Stage::Prestart, "a prestart hook"),
+            (Stage::CreateRuntime, "a createRuntime hook"),
+            (Stage::CreateContainer, "a createContainer hook"),
+        ] {
+            let mut r = on_host(host.path(), "p", stage);
+            assert_eq!(
+                r.set_env("CUDA_VISIBLE", "0"),
+                Err(RequestError::Unsupported(format!(
+                    "CUDA_VISIBLE: {back_end} cannot change the container's environment"
+                )))
+            );
+            assert!(r.take_plan().env.is_empty());
+        }
+        for stage in [Stage::RuntimeShim, Stage::Cdi] {
+            let mut r = on_host(host.path(), "p", stage);
+            r.set_env("CUDA_VISIBLE", "0").unwrap();
+            let plan = r.take_plan();
+            assert_eq!(plan.env.len(), 1, "{stage:?}");
+            assert_eq!(
+                (plan.env[0].plugin.as_str(), plan.env[0].value.as_str()),
+                ("p", "0")
+            );
+        }
+    }
+
+    #[test]
+    fn copies_are_unsupported_in_a_cdi_spec_naming_it_and_binds_are_not() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Cdi);
+        assert_eq!(
+            r.add_file(lib("/usr/lib/libx.so", plan::Transfer::Copy)),
+            Err(RequestError::Unsupported(
+                "/opt/lib/libx.so: a CDI spec cannot copy files (ask for a bind)".into()
+            ))
+        );
+        assert!(r.take_plan().files.is_empty());
+        r.add_file(lib("/usr/lib/libx.so", plan::Transfer::Bind))
+            .unwrap();
+        assert_eq!(r.take_plan().files.len(), 1);
+        for stage in [Stage::Prestart, Stage::RuntimeShim] {
+            let mut r = on_host(host.path(), "p", stage);
+            r.add_file(lib("/usr/lib/libx.so", plan::Transfer::Copy))
+                .unwrap();
+            assert_eq!(r.take_plan().files[0].transfer, plan::Transfer::Copy);
+        }
+    }
+
+    #[test]
+    fn more_than_max_requests_from_one_policy_are_refused() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        for i in 0..MAX_REQUESTS {
+            r.make_dir(&format!("/opt/d{i}"), 0o755).unwrap();
+        }
+        let over = format!("more than {MAX_REQUESTS} requests from one policy");
+        assert_eq!(
+            r.make_dir("/opt/one-more", 0o755),
+            Err(RequestError::Invalid(over.clone()))
+        );
+        // Every kind of request counts, refused or not.
+        assert_eq!(r.run_ldconfig(), Err(RequestError::Invalid(over.clone())));
+        assert_eq!(
+            r.add_device(gpu_at("/dev/gpu0")),
+            Err(RequestError::Invalid(over))
+        );
+        assert_eq!(r.take_plan().directories.len(), MAX_REQUESTS);
+    }
+
+    #[test]
+    fn a_conflict_within_one_policy_names_the_path_and_both_requests() {
+        let host = fake_host();
+        let mut r = on_host(host.path(), "gpu", Stage::Prestart);
+        r.make_dir("/opt/x", 0o755).unwrap();
+        // The same request again is redundant, not a conflict.
+        r.make_dir("/opt/x", 0o755).unwrap();
+        assert_eq!(
+            r.symlink("target", "/opt/x"),
+            Err(RequestError::Conflict(
+                "/opt/x: plugin `gpu` (directory mode 0755) conflicts with \
+                 plugin `gpu` (symlink to target)"
+                    .into()
+            ))
+        );
+        assert_eq!(
+            r.make_dir("/opt/x", 0o700),
+            Err(RequestError::Conflict(
+                "/opt/x: plugin `gpu` (directory mode 0755) conflicts with \
+                 plugin `gpu` (directory mode 0700)"
+                    .into()
+            ))
+        );
+        r.add_device(gpu_at("/dev/gpu0")).unwrap();
+        assert!(matches!(
+            r.add_file(lib("/dev/gpu0", plan::Transfer::Bind)),
+            Err(RequestError::Conflict(m)) if m == "/dev/gpu0: plugin `gpu` (device c 195:0 \
+                from /dev/gpu0) conflicts with plugin `gpu` (library bind of /opt/lib/libx.so)"
+        ));
+        let plan = r.take_plan();
+        assert_eq!((plan.directories.len(), plan.devices.len()), (1, 1));
+        assert!(plan.symlinks.is_empty() && plan.files.is_empty());
+    }
+
+    #[test]
+    fn a_conflict_across_two_policies_plans_names_both_and_merges_neither_half() {
+        let host = fake_host();
+        let mut a = on_host(host.path(), "alpha", Stage::Prestart);
+        a.add_device(gpu_at("/dev/gpu0")).unwrap();
+        a.make_dir("/opt/shared", 0o755).unwrap();
+        let mut b = on_host(host.path(), "beta", Stage::Prestart);
+        // Each plan is fine on its own; together they claim /dev/gpu0 twice.
+        b.make_dir("/opt/shared", 0o755).unwrap();
+        b.make_dir("/opt/beta-only", 0o755).unwrap();
+        b.add_file(lib("/dev/gpu0", plan::Transfer::Bind)).unwrap();
+
+        let mut merged = Plan::default();
+        merged.merge(a.take_plan()).unwrap();
+        let before = merged.clone();
+        let conflict = merged.merge(b.take_plan()).unwrap_err();
+        assert_eq!(
+            RequestError::from(conflict),
+            RequestError::Conflict(
+                "/dev/gpu0: plugin `alpha` (device c 195:0 from /dev/gpu0) conflicts with \
+                 plugin `beta` (library bind of /opt/lib/libx.so)"
+                    .into()
+            )
+        );
+        assert_eq!(merged, before, "nothing of the conflicting plan is merged");
+
+        // Identical requests from two policies merge into one entry.
+        let mut c = on_host(host.path(), "gamma", Stage::Prestart);
+        c.make_dir("/opt/shared", 0o755).unwrap();
+        merged.merge(c.take_plan()).unwrap();
+        assert_eq!(merged.directories.len(), 1);
+        assert_eq!(merged.directories[0].plugin, "alpha");
     }
 }

@@ -17,7 +17,8 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::hostfs::{AllowList, FileKind};
+use crate::allow::AllowList;
+use crate::hostfs::FileKind;
 use crate::plan::{FileRole, Transfer};
 use crate::requests::{DeviceRequest, DeviceRule, FileRequest, RequestError, Requests};
 

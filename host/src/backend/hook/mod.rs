@@ -5,7 +5,8 @@
 //!
 //! 1. Before the first change: find the container's mount namespace and
 //!    device cgroup, and open every host source now, under the host root,
-//!    never from the image ([`open_sources`]).
+//!    never from the image ([`open_sources`], through [`sources`], the one
+//!    module of privileged source opening).
 //! 2. Allow the devices in the container's device cgroup (host side).
 //! 3. In a thread of its own that has entered the container's mount
 //!    namespace, create directories, device nodes, files and symlinks inside
@@ -23,6 +24,7 @@ pub mod flow;
 pub mod ldconfig;
 mod namespace;
 pub mod rootfs;
+pub mod sources;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -390,15 +392,13 @@ fn open_sources(
                     directory,
                     ..
                 } => Node::Bind {
-                    tree: host
-                        .bind_source(&host_path)
+                    tree: sources::bind_source(host, &host_path)
                         .map_err(|e| step.fail(e.into()))?,
                     directory,
                 },
                 Op::Copy { host_path, .. } => {
-                    let (source, mode) = host
-                        .open_source(&host_path)
-                        .map_err(|e| step.fail(e.into()))?;
+                    let (source, mode) =
+                        sources::open_source(host, &host_path).map_err(|e| step.fail(e.into()))?;
                     Node::Write {
                         source: Box::new(source),
                         mode,

@@ -23,14 +23,12 @@ fn run_case(name: &str) {
 /// installed plugins.
 fn table(name: &str) -> String {
     let host = fake_host("amd");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("amd").join(name).as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-    ]);
+    let out = test_plan(
+        &fixtures().join("amd").join(name),
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)
 }

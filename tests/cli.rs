@@ -8,12 +8,7 @@ use std::path::Path;
 use crate::common::*;
 
 fn test_bundle(bundle: &Path, plugins: &Path) -> std::process::Output {
-    hookhost([
-        "test".as_ref(),
-        bundle.as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.as_os_str(),
-    ])
+    test_plan(bundle, plugins, None, &[])
 }
 
 fn assert_error(out: &std::process::Output, wants: &[&str]) {

@@ -81,14 +81,12 @@ fn xilinx_at_prestart_xilinx_xrt_is_left_unset_with_a_warning() {
     // says why and what to do instead.
     xilinx("index");
     let host = fake_host("xilinx");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("xilinx/index").as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-    ]);
+    let out = test_plan(
+        &fixtures().join("xilinx/index"),
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let log = stderr(&out);
     assert!(

@@ -174,14 +174,12 @@ fn a_state_file_gives_the_container_its_id_and_the_bundle_argument_wins() {
 #[test]
 fn the_table_groups_requests_under_the_plugin() {
     let host = fake_host("nvidia");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("nvidia/uuid").as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-    ]);
+    let out = test_plan(
+        &fixtures().join("nvidia/uuid"),
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &[],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);
     // Other installed plugins are listed as inactive; NVIDIA's requests
@@ -221,15 +219,12 @@ fn the_manifest_allow_list_is_what_the_policy_uses() {
 #[test]
 fn steps_lists_what_the_hook_would_do_in_its_order() {
     let host = fake_host("nvidia");
-    let out = hookhost([
-        "test".as_ref(),
-        fixtures().join("nvidia/uuid").as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--steps".as_ref(),
-    ]);
+    let out = test_plan(
+        &fixtures().join("nvidia/uuid"),
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &["--steps"],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
     let text = stdout(&out);
     let actions: Vec<&str> = text

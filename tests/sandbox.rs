@@ -11,13 +11,7 @@ fn run_hostile(mode: &str, extra_manifest: &str) -> std::process::Output {
     );
     let plugins = plugin_dir("hostile", "hostile", &manifest);
     let bundle = bundle(&config_with_env(&[]));
-    hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-        "--json".as_ref(),
-    ])
+    test_plan(bundle.path(), plugins.path(), None, &["--json"])
 }
 
 fn assert_fails_with(out: &std::process::Output, want: &str) {
@@ -77,13 +71,7 @@ fn a_skip_plugin_asleep_in_a_host_call_is_skipped_and_the_others_go_on() {
         let plugins = sleeper_and_scripted(mode);
         let bundle = bundle(&config_with_env(&[]));
         let started = std::time::Instant::now();
-        let out = hookhost([
-            "test".as_ref(),
-            bundle.path().as_os_str(),
-            "--plugins-dir".as_ref(),
-            plugins.path().as_os_str(),
-            "--json".as_ref(),
-        ]);
+        let out = test_plan(bundle.path(), plugins.path(), None, &["--json"]);
         let err = stderr(&out);
         assert!(out.status.success(), "{mode}: {err}");
         assert!(
@@ -186,6 +174,103 @@ fn a_plugin_that_allocates_without_bound_is_stopped_at_its_memory_limit() {
     assert_fails_with(&out, "exceeded its memory limit of 16 MiB");
 }
 
+/// A policy component whose core module defines `memories` memories of
+/// `initial` pages each and whose `apply` grows each by `grow` pages in turn
+/// (trapping if one is refused); the other exports succeed with nothing.
+/// Written as text: no toolchain emits a component of several memories.
+fn multi_memory_component(memories: usize, initial: u32, grow: u32) -> Vec<u8> {
+    let defs: String = (0..memories)
+        .map(|i| format!("(memory $m{i} {initial})"))
+        .collect();
+    let grows: String = (0..memories)
+        .map(|i| {
+            format!("(if (i32.lt_s (memory.grow $m{i} (i32.const {grow})) (i32.const 0)) (then unreachable))")
+        })
+        .collect();
+    let string_result = "(result (error string))";
+    let devices_result = "(result (list string) (error string))";
+    let info = r#"(record (field "name" string) (field "vendor" string) (field "version" string) (field "summary" string))"#;
+    let opts = r#"(memory (core memory $i "memory")) (realloc (core func $i "realloc"))"#;
+    wat::parse_str(format!(
+        r#"(component
+  (core module $m
+    (memory (export "memory") 1)
+    {defs}
+    (func (export "realloc") (param i32 i32 i32 i32) (result i32) unreachable)
+    ;; Results at address 0 of a zeroed memory: empty strings, `ok`, no devices.
+    (func (export "describe") (result i32) i32.const 0)
+    (func (export "validate-settings") (param i32 i32) (result i32) i32.const 0)
+    (func (export "devices") (result i32) i32.const 0)
+    (func (export "apply") (result i32) {grows} i32.const 0))
+  (core instance $i (instantiate $m))
+  (type $info {info})
+  (func $describe (result $info) (canon lift (core func $i "describe") {opts}))
+  (func $validate (param "settings" string) (result {string_result})
+    (canon lift (core func $i "validate-settings") {opts}))
+  (func $devices (result {devices_result}) (canon lift (core func $i "devices") {opts}))
+  (func $apply (result {string_result}) (canon lift (core func $i "apply") {opts}))
+  ;; An interface's record must be exported by name: re-exported through a
+  ;; component, as wit-component does.
+  (component $shim
+    (type $info' {info})
+    (import "info" (type $info (eq $info')))
+    (import "describe" (func $d (result $info)))
+    (import "validate" (func $v (param "settings" string) (result {string_result})))
+    (import "devices" (func $ds (result {devices_result})))
+    (import "apply" (func $a (result {string_result})))
+    (export $info-out "plugin-info" (type $info))
+    (export "describe" (func $d) (func (result $info-out)))
+    (export "validate-settings" (func $v))
+    (export "devices" (func $ds))
+    (export "apply" (func $a)))
+  (instance $policy (instantiate $shim
+    (with "info" (type $info))
+    (with "describe" (func $describe))
+    (with "validate" (func $validate))
+    (with "devices" (func $devices))
+    (with "apply" (func $apply))))
+  (export "hookhost:policy/policy@0.1.1" (instance $policy)))"#
+    ))
+    .unwrap()
+}
+
+/// Runs `hookhost test` with the component `wasm` as plugin `hostile`.
+fn run_component(wasm: &[u8], memory_mib: u64) -> std::process::Output {
+    let plugins = tempfile::tempdir().unwrap();
+    std::fs::write(plugins.path().join("hostile.wasm"), wasm).unwrap();
+    std::fs::write(
+        plugins.path().join("hostile.json"),
+        format!(
+            r#"{{"activation": {{"always": true}}, "limits": {{"memory-mib": {memory_mib}}}}}"#
+        ),
+    )
+    .unwrap();
+    let bundle = bundle(&config_with_env(&[]));
+    test_plan(bundle.path(), plugins.path(), None, &["--json"])
+}
+
+#[test]
+fn memories_each_under_the_memory_limit_are_stopped_together_over_it() {
+    // Three memories grown to 49 pages (3 MiB) each: 9 MiB in all.
+    let wasm = multi_memory_component(3, 1, 48);
+    let out = run_component(&wasm, 16);
+    assert!(out.status.success(), "under the limit: {}", stderr(&out));
+    let out = run_component(&wasm, 4);
+    assert_fails_with(&out, "exceeded its memory limit of 4 MiB");
+    // The same, declared at their full size: refused as it is instantiated.
+    let out = run_component(&multi_memory_component(3, 49, 0), 4);
+    assert_fails_with(&out, "exceeded its memory limit of 4 MiB");
+}
+
+#[test]
+fn a_component_with_too_many_memories_is_refused() {
+    // Empty memories use no cap, but each is an address-space reservation.
+    let out = run_component(&multi_memory_component(7, 0, 0), 4);
+    assert!(out.status.success(), "8 memories: {}", stderr(&out));
+    let out = run_component(&multi_memory_component(8, 0, 0), 4);
+    assert_fails_with(&out, "memory count too high");
+}
+
 #[test]
 fn a_plugin_asking_outside_its_allow_list_is_refused_per_request() {
     let out = run_hostile("escape", "");
@@ -225,12 +310,7 @@ fn a_well_behaved_plugin_gives_an_empty_plan() {
 fn a_component_for_another_wit_major_version_is_refused_by_name() {
     let plugins = plugin_dir("future", "future", r#"{"activation": {"always": true}}"#);
     let bundle = bundle(&config_with_env(&[]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-    ]);
+    let out = test_plan(bundle.path(), plugins.path(), None, &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("plugin `future`"), "{err}");
@@ -271,13 +351,7 @@ fn a_plugin_built_against_an_earlier_0_1_release_still_loads_and_works() {
         r#"{"activation": {"always": true}, "allow": ["/dev/null"]}"#,
     );
     let bundle = bundle(&config_with_env(&["PREVIOUS_DEVICE=/dev/null"]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-        "--json".as_ref(),
-    ]);
+    let out = test_plan(bundle.path(), plugins.path(), None, &["--json"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let device = &plan["devices"][0];
@@ -297,12 +371,7 @@ fn with_wasm_bytes(bytes: &[u8]) -> String {
     )
     .unwrap();
     let bundle = bundle(&config_with_env(&[]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-    ]);
+    let out = test_plan(bundle.path(), plugins.path(), None, &[]);
     assert_eq!(out.status.code(), Some(1));
     stderr(&out)
 }
@@ -355,15 +424,12 @@ fn a_copy_through_a_directory_another_user_linked_to_etc_is_refused_naming_both(
     });
     let plugins = plugin_dir("scripted", "scripted", &manifest.to_string());
     let bundle = bundle(&config_with_env(&[]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--json".as_ref(),
-    ]);
+    let out = test_plan(
+        bundle.path(),
+        plugins.path(),
+        Some(host.path()),
+        &["--json"],
+    );
     let err = stderr(&out);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("plugin `scripted`"), "{err}");

@@ -96,12 +96,7 @@ fn a_misspelt_key_in_a_seed_config_is_an_error_naming_file_and_key() {
     )
     .unwrap();
     let bundle = bundle(&config_with_env(&["OCI_FOO=1"]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        dir.path().as_os_str(),
-    ]);
+    let out = test_plan(bundle.path(), dir.path(), None, &[]);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(

@@ -82,6 +82,22 @@ where
     cmd.env_clear().output().expect("running hookhost")
 }
 
+/// Runs `hookhost test BUNDLE --plugins-dir PLUGINS [--host-root HOST]
+/// EXTRA…`, the plan of one bundle with one plugins directory.
+pub fn test_plan(bundle: &Path, plugins: &Path, host: Option<&Path>, extra: &[&str]) -> Output {
+    let mut args: Vec<&std::ffi::OsStr> = vec![
+        "test".as_ref(),
+        bundle.as_os_str(),
+        "--plugins-dir".as_ref(),
+        plugins.as_os_str(),
+    ];
+    if let Some(host) = host {
+        args.extend(["--host-root".as_ref(), host.as_os_str()]);
+    }
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    hookhost(args)
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }

@@ -41,14 +41,7 @@ pub enum Node {
     Directory {
         mode: u32,
     },
-    Device {
-        kind: DeviceType,
-        major: u32,
-        minor: u32,
-        mode: u32,
-        uid: u32,
-        gid: u32,
-    },
+    Device(Device),
     Symlink {
         target: String,
     },
@@ -70,6 +63,17 @@ pub enum Node {
         binary: PathBuf,
         dirs: Vec<String>,
     },
+}
+
+/// A device node to make, owned by host ids.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Device {
+    pub kind: DeviceType,
+    pub major: u32,
+    pub minor: u32,
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
 }
 
 /// The boxed error of one failed operation, kept with its causes.
@@ -379,14 +383,14 @@ fn open_sources(
                     uid,
                     gid,
                     ..
-                } => Node::Device {
+                } => Node::Device(Device {
                     kind,
                     major,
                     minor,
                     mode,
                     uid,
                     gid,
-                },
+                }),
                 Op::Bind {
                     host_path,
                     directory,
@@ -448,7 +452,7 @@ mod tests {
             }
             let kind = match node {
                 Node::Directory { .. } => "dir",
-                Node::Device { .. } => "node",
+                Node::Device(_) => "node",
                 Node::Symlink { .. } => "link",
                 Node::Write { .. } => "write",
                 Node::Bind { .. } => "bind",

@@ -29,7 +29,7 @@ use nix::sys::stat::{dev_t, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 use pathrs::Root;
 
-use super::{Container, Node, Reason};
+use super::{Container, Device, Node, Reason};
 use crate::plan::DeviceType;
 use crate::sys;
 
@@ -74,16 +74,6 @@ fn io(op: String, source: std::io::Error) -> RootfsError {
 
 fn refused(what: &str) -> RootfsError {
     RootfsError::Refused(what.to_string())
-}
-
-/// A device node to make.
-struct Device {
-    kind: DeviceType,
-    major: u32,
-    minor: u32,
-    mode: u32,
-    uid: u32,
-    gid: u32,
 }
 
 /// The calls of the rootfs work that need privilege (CAP_MKNOD, CAP_CHOWN,
@@ -515,24 +505,7 @@ impl<P: Privileged> Rootfs<P> {
         let dir = self.parent(at, &mut made.parents)?;
         match node {
             Node::Directory { mode } => made.node = self.directory(&dir, name, mode)?,
-            Node::Device {
-                kind,
-                major,
-                minor,
-                mode,
-                uid,
-                gid,
-            } => {
-                let d = Device {
-                    kind,
-                    major,
-                    minor,
-                    mode,
-                    uid,
-                    gid,
-                };
-                self.device(&dir, name, &d, made)?
-            }
+            Node::Device(d) => self.device(&dir, name, &d, made)?,
             Node::Symlink { target } => made.node = self.symlink(&dir, name, &target)?,
             Node::Write { source, mode } => made.node = self.write(&dir, name, source, mode)?,
             Node::Bind { tree, directory } => self.bind(&dir, name, tree, directory, made)?,
@@ -915,14 +888,14 @@ mod tests {
     }
 
     fn card0() -> Node {
-        Node::Device {
+        Node::Device(Device {
             kind: DeviceType::Char,
             major: 226,
             minor: 0,
             mode: 0o660,
             uid: 0,
             gid: 44,
-        }
+        })
     }
 
     fn write(content: &[u8], mode: u32) -> Node {
@@ -1253,14 +1226,14 @@ mod tests {
         r.create(Path::new("/dev/card0"), card0()).unwrap();
         let before = w.tree();
 
-        let other_minor = Node::Device {
+        let other_minor = Node::Device(Device {
             kind: DeviceType::Char,
             major: 226,
             minor: 1,
             mode: 0o660,
             uid: 0,
             gid: 44,
-        };
+        });
         let err = r.create(Path::new("/dev/card0"), other_minor).unwrap_err();
         assert!(err.to_string().contains("wanted c 226:1"), "{err}");
         // A file where a device node is wanted is no device.

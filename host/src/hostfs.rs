@@ -145,12 +145,24 @@ impl HostFs {
             path: root_path.display().to_string(),
             message,
         };
-        let handle = pathrs::Root::open(&root_path)
-            .map_err(|e| fail(format!("cannot open the host root: {e}")))?;
-        let procfs = pathrs::procfs::ProcfsHandle::new()
-            .map_err(|e| fail(format!("cannot open /proc to check host paths: {e}")))?;
-        let root_real = fd_path(&procfs, &handle)
-            .map_err(|e| fail(format!("cannot tell where the host root is: {e}")))?;
+        let handle = pathrs::Root::open(&root_path).map_err(|e| {
+            fail(format!(
+                "cannot open the host root: {}",
+                crate::error::chain(&e)
+            ))
+        })?;
+        let procfs = pathrs::procfs::ProcfsHandle::new().map_err(|e| {
+            fail(format!(
+                "cannot open /proc to check host paths: {}",
+                crate::error::chain(&e)
+            ))
+        })?;
+        let root_real = fd_path(&procfs, &handle).map_err(|e| {
+            fail(format!(
+                "cannot tell where the host root is: {}",
+                crate::error::chain(&e)
+            ))
+        })?;
         Ok(HostFs {
             root_path,
             root: handle,
@@ -395,7 +407,10 @@ impl HostFs {
     fn real_path(&self, fd: impl AsFd, path: &str) -> Result<PathBuf, HostError> {
         let real = fd_path(&self.procfs, fd).map_err(|e| HostError::Io {
             path: path.into(),
-            message: format!("cannot tell what it resolved to: {e}"),
+            message: format!(
+                "cannot tell what it resolved to: {}",
+                crate::error::chain(&e)
+            ),
         })?;
         match real.strip_prefix(&self.root_real) {
             Ok(below) => Ok(Path::new("/").join(below)),
@@ -536,16 +551,15 @@ pub(crate) fn invalid(path: &str, reason: String) -> HostError {
 }
 
 pub(crate) fn os_error(path: &str, e: &pathrs::error::Error) -> HostError {
-    match e.kind() {
-        pathrs::error::ErrorKind::OsError(Some(errno))
-            if errno == nix::errno::Errno::ENOENT as i32 =>
-        {
-            HostError::NotFound(path.into())
-        }
-        _ => HostError::Io {
+    if crate::error::is_enoent(e) {
+        HostError::NotFound(path.into())
+    } else {
+        // The whole chain: pathrs's own words ("openat2 subpath failed")
+        // say nothing of the ELOOP or EACCES behind them.
+        HostError::Io {
             path: path.into(),
-            message: e.to_string(),
-        },
+            message: crate::error::chain(e),
+        }
     }
 }
 

@@ -20,6 +20,7 @@ pub mod backend;
 pub mod cli;
 pub mod config;
 pub mod context;
+pub mod error;
 pub mod evaluate;
 pub mod hostfs;
 pub mod input;

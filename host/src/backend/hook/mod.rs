@@ -123,20 +123,7 @@ fn undo_failures(undo: &[String]) -> String {
     }
 }
 
-/// An error with all its causes, on one line: pathrs says "rename failed"
-/// and keeps the EEXIST or ELOOP that explains it in its source.
-pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        let said = cause.to_string();
-        if !text.contains(&said) {
-            text = format!("{text}: {said}");
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use crate::error::chain;
 
 /// One operation, ready to run: its source already opened.
 pub struct Step {

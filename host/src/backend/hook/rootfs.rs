@@ -30,6 +30,7 @@ use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 use pathrs::Root;
 
 use super::{Container, Device, Node, Reason};
+use crate::error::is_enoent;
 use crate::plan::DeviceType;
 use crate::sys;
 
@@ -636,10 +637,6 @@ fn dup(fd: &OwnedFd) -> Result<OwnedFd, RootfsError> {
 
 fn kind(st: &FileStat) -> SFlag {
     SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits())
-}
-
-fn is_enoent(e: &pathrs::error::Error) -> bool {
-    e.kind() == pathrs::error::ErrorKind::OsError(Some(Errno::ENOENT as i32))
 }
 
 #[cfg(test)]

@@ -27,7 +27,7 @@ fn table(name: &str) -> String {
         &fixtures().join("amd").join(name),
         &plugins().join("plugins.d"),
         Some(host.path()),
-        &[],
+        NO_ARGS,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     stdout(&out)

@@ -5,10 +5,12 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use std::ffi::OsStr;
+
 use crate::common::*;
 
 fn test_bundle(bundle: &Path, plugins: &Path) -> std::process::Output {
-    test_plan(bundle, plugins, None, &[])
+    test_plan(bundle, plugins, None, NO_ARGS)
 }
 
 fn assert_error(out: &std::process::Output, wants: &[&str]) {
@@ -90,14 +92,7 @@ fn a_malformed_state_file_is_named() {
         ),
     ] {
         std::fs::write(&state, text).unwrap();
-        let out = hookhost([
-            "test".as_ref(),
-            b.path().as_os_str(),
-            "--state".as_ref(),
-            state.as_os_str(),
-            "--plugins-dir".as_ref(),
-            empty.path().as_os_str(),
-        ]);
+        let out = test_plan(b.path(), empty.path(), None, &[OsStr::new("--state"), state.as_ref()]);
         assert_error(&out, &["state.json", want]);
     }
 }
@@ -132,14 +127,12 @@ fn a_cache_writable_by_others_is_refused_and_nothing_is_written() {
     let b = bundle(&config_with_env(&[]));
     let cache = tempfile::tempdir().unwrap();
     std::fs::set_permissions(cache.path(), std::fs::Permissions::from_mode(0o777)).unwrap();
-    let out = hookhost([
-        "test".as_ref(),
-        b.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-        "--cache-dir".as_ref(),
-        cache.path().as_os_str(),
-    ]);
+    let out = test_plan(
+        b.path(),
+        plugins.path(),
+        None,
+        &[OsStr::new("--cache-dir"), cache.path().as_ref()],
+    );
     assert_error(&out, &["cache directory", "writable by group or others"]);
     assert_eq!(std::fs::read_dir(cache.path()).unwrap().count(), 0);
     let mode = std::fs::metadata(cache.path())
@@ -610,14 +603,7 @@ fn an_oci_state_over_its_limit_is_refused_on_stdin_and_from_a_file() {
 
     let file = b.path().join("state.json");
     std::fs::write(&file, &state).unwrap();
-    let out = hookhost([
-        "test".as_ref(),
-        b.path().as_os_str(),
-        "--state".as_ref(),
-        file.as_os_str(),
-        "--plugins-dir".as_ref(),
-        empty.path().as_os_str(),
-    ]);
+    let out = test_plan(b.path(), empty.path(), None, &[OsStr::new("--state"), file.as_ref()]);
     assert_error(
         &out,
         &[&format!(
@@ -697,14 +683,12 @@ fn a_hook_stuck_in_a_plugin_gives_up_at_its_deadline_naming_the_container() {
 fn an_unreadable_state_file_gives_the_system_error_once() {
     let b = bundle(&config_with_env(&[]));
     let empty = tempfile::tempdir().unwrap();
-    let out = hookhost([
-        "test".as_ref(),
-        b.path().as_os_str(),
-        "--state".as_ref(),
-        "/nonexistent/state.json".as_ref(),
-        "--plugins-dir".as_ref(),
-        empty.path().as_os_str(),
-    ]);
+    let out = test_plan(
+        b.path(),
+        empty.path(),
+        None,
+        &["--state", "/nonexistent/state.json"],
+    );
     assert_error(
         &out,
         &["cannot read /nonexistent/state.json: No such file or directory (os error 2)"],

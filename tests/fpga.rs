@@ -85,7 +85,7 @@ fn xilinx_at_prestart_xilinx_xrt_is_left_unset_with_a_warning() {
         &fixtures().join("xilinx/index"),
         &plugins().join("plugins.d"),
         Some(host.path()),
-        &[],
+        NO_ARGS,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let log = stderr(&out);

@@ -1,6 +1,8 @@
 //! The NVIDIA policy, built from `plugins/nvidia`, against the fixture cases
 //! in `tests/fixtures/nvidia/` (see `common::fixture_case`).
 
+use std::ffi::OsStr;
+
 use crate::common::*;
 
 fn run_case(name: &str) {
@@ -135,16 +137,12 @@ fn expect_fails_with_a_readable_diff_when_the_plan_changes() {
     let changed = tmp.path().join("changed.json");
     std::fs::write(&changed, serde_json::to_string_pretty(&plan).unwrap()).unwrap();
 
-    let out = hookhost([
-        "test".as_ref(),
-        case.as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--expect".as_ref(),
-        changed.as_os_str(),
-    ]);
+    let out = test_plan(
+        &case,
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &[OsStr::new("--expect"), changed.as_ref()],
+    );
     assert_eq!(out.status.code(), Some(1));
     let diff = stdout(&out);
     assert!(diff.contains("-      \"minor\": 7,"), "{diff}");
@@ -156,18 +154,17 @@ fn expect_fails_with_a_readable_diff_when_the_plan_changes() {
 fn a_state_file_gives_the_container_its_id_and_the_bundle_argument_wins() {
     let case = fixtures().join("nvidia/all");
     let host = fake_host("nvidia");
-    let out = hookhost([
-        "test".as_ref(),
-        case.as_os_str(),
-        "--state".as_ref(),
-        case.join("state.json").as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins().join("plugins.d").as_os_str(),
-        "--host-root".as_ref(),
-        host.path().as_os_str(),
-        "--expect".as_ref(),
-        case.join("expected.json").as_os_str(),
-    ]);
+    let out = test_plan(
+        &case,
+        &plugins().join("plugins.d"),
+        Some(host.path()),
+        &[
+            OsStr::new("--state"),
+            case.join("state.json").as_ref(),
+            OsStr::new("--expect"),
+            case.join("expected.json").as_ref(),
+        ],
+    );
     assert!(out.status.success(), "{}", stderr(&out));
 }
 
@@ -178,7 +175,7 @@ fn the_table_groups_requests_under_the_plugin() {
         &fixtures().join("nvidia/uuid"),
         &plugins().join("plugins.d"),
         Some(host.path()),
-        &[],
+        NO_ARGS,
     );
     assert!(out.status.success(), "{}", stderr(&out));
     let table = stdout(&out);

@@ -310,7 +310,7 @@ fn a_well_behaved_plugin_gives_an_empty_plan() {
 fn a_component_for_another_wit_major_version_is_refused_by_name() {
     let plugins = plugin_dir("future", "future", r#"{"activation": {"always": true}}"#);
     let bundle = bundle(&config_with_env(&[]));
-    let out = test_plan(bundle.path(), plugins.path(), None, &[]);
+    let out = test_plan(bundle.path(), plugins.path(), None, NO_ARGS);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("plugin `future`"), "{err}");
@@ -326,12 +326,7 @@ fn a_component_for_a_newer_patch_than_the_host_speaks_is_refused_by_name() {
     // refused before anything runs, with a message saying what to do.
     let plugins = plugin_dir("newer", "newer", r#"{"activation": {"always": true}}"#);
     let bundle = bundle(&config_with_env(&[]));
-    let out = hookhost([
-        "test".as_ref(),
-        bundle.path().as_os_str(),
-        "--plugins-dir".as_ref(),
-        plugins.path().as_os_str(),
-    ]);
+    let out = test_plan(bundle.path(), plugins.path(), None, NO_ARGS);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     assert!(err.contains("plugin `newer`"), "{err}");
@@ -371,7 +366,7 @@ fn with_wasm_bytes(bytes: &[u8]) -> String {
     )
     .unwrap();
     let bundle = bundle(&config_with_env(&[]));
-    let out = test_plan(bundle.path(), plugins.path(), None, &[]);
+    let out = test_plan(bundle.path(), plugins.path(), None, NO_ARGS);
     assert_eq!(out.status.code(), Some(1));
     stderr(&out)
 }

@@ -96,7 +96,7 @@ fn a_misspelt_key_in_a_seed_config_is_an_error_naming_file_and_key() {
     )
     .unwrap();
     let bundle = bundle(&config_with_env(&["OCI_FOO=1"]));
-    let out = test_plan(bundle.path(), dir.path(), None, &[]);
+    let out = test_plan(bundle.path(), dir.path(), None, NO_ARGS);
     assert!(!out.status.success());
     let err = stderr(&out);
     assert!(

@@ -82,9 +82,17 @@ where
     cmd.env_clear().output().expect("running hookhost")
 }
 
+/// No extra arguments for [`test_plan`].
+pub const NO_ARGS: &[&str] = &[];
+
 /// Runs `hookhost test BUNDLE --plugins-dir PLUGINS [--host-root HOST]
 /// EXTRA…`, the plan of one bundle with one plugins directory.
-pub fn test_plan(bundle: &Path, plugins: &Path, host: Option<&Path>, extra: &[&str]) -> Output {
+pub fn test_plan<S: AsRef<std::ffi::OsStr>>(
+    bundle: &Path,
+    plugins: &Path,
+    host: Option<&Path>,
+    extra: &[S],
+) -> Output {
     let mut args: Vec<&std::ffi::OsStr> = vec![
         "test".as_ref(),
         bundle.as_os_str(),
@@ -94,7 +102,7 @@ pub fn test_plan(bundle: &Path, plugins: &Path, host: Option<&Path>, extra: &[&s
     if let Some(host) = host {
         args.extend(["--host-root".as_ref(), host.as_os_str()]);
     }
-    args.extend(extra.iter().map(std::ffi::OsStr::new));
+    args.extend(extra.iter().map(AsRef::as_ref));
     hookhost(args)
 }
 

@@ -9,6 +9,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use super::target::TargetError;
 use super::{DeviceCgroup, Reason};
 use crate::lowering::DeviceRule;
 
@@ -35,27 +36,26 @@ pub struct V1 {
 impl V1 {
     /// The devices cgroup of the container whose init is `pid`, or an
     /// explanation of why there is none.
-    pub fn of_pid(pid: i32) -> Result<Self, String> {
+    pub fn of_pid(pid: i32) -> Result<Self, TargetError> {
         Self::of_process(&pid.to_string())
     }
 
     /// The devices cgroup hookhost itself is in: a createContainer hook is
     /// in the container's.
-    pub fn of_self() -> Result<Self, String> {
+    pub fn of_self() -> Result<Self, TargetError> {
         Self::of_process("self")
     }
 
     /// `pid`: a pid, or `self`, under /proc.
-    fn of_process(pid: &str) -> Result<Self, String> {
-        let proc_cgroup = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
-            .map_err(|e| format!("reading /proc/{pid}/cgroup: {e}"))?;
+    fn of_process(pid: &str) -> Result<Self, TargetError> {
+        let path = format!("/proc/{pid}/cgroup");
+        let proc_cgroup =
+            std::fs::read_to_string(&path).map_err(TargetError::io("reading", &path))?;
         let mount = Path::new("/sys/fs/cgroup/devices");
         let dir = v1_devices_dir(&proc_cgroup, mount).ok_or_else(|| {
-            format!(
-                "process {pid} has no cgroup v1 devices controller (a cgroup v2 host?); \
-                 hookhost cannot allow devices from a hook there: use the runtime-shim or CDI \
-                 back end, where the runtime allows them"
-            )
+            TargetError::NoDevicesController {
+                pid: pid.to_string(),
+            }
         })?;
         // The directory must be the process's own cgroup as this host sees
         // it. Under a cgroup namespace, /proc/PID/cgroup is relative to the
@@ -66,21 +66,19 @@ impl V1 {
             "self" => std::process::id().to_string(),
             pid => pid.to_string(),
         };
-        let procs = std::fs::read_to_string(dir.join("cgroup.procs"))
-            .map_err(|e| format!("reading {}/cgroup.procs: {e}", dir.display()))?;
+        let procs = dir.join("cgroup.procs");
+        let procs = std::fs::read_to_string(&procs).map_err(TargetError::io("reading", procs))?;
         if !procs.lines().any(|p| p.trim() == member) {
-            return Err(format!(
-                "process {pid} is not in {} (a cgroup namespace?); hookhost cannot find the \
-                 container's devices cgroup from here: run it as a prestart hook",
-                dir.display()
-            ));
+            return Err(TargetError::NotInCgroup {
+                pid: pid.to_string(),
+                dir,
+            });
         }
         if !dir.join("devices.allow").exists() {
-            return Err(format!(
-                "{} has no devices.allow: is the v1 devices hierarchy mounted at {}?",
-                dir.display(),
-                mount.display()
-            ));
+            return Err(TargetError::NoDevicesAllow {
+                dir,
+                mount: mount.to_path_buf(),
+            });
         }
         Ok(V1 { dir })
     }

@@ -8,7 +8,7 @@ use crate::audit::{self, Action};
 use crate::config::Inventory;
 use crate::context::{ContainerContext, Stage};
 use crate::evaluate::{evaluate, EvalError, Outcome};
-use crate::lowering::{lower, Unmapped};
+use crate::lowering::{lower, Lowered, Unmapped};
 use crate::runtime::Runtime;
 
 use super::HookError;
@@ -22,6 +22,9 @@ pub struct Options {
     pub audit_always: bool,
     /// The host's ldconfig, by absolute path.
     pub ldconfig: PathBuf,
+    /// The runtime shim wrote the spec's share of the plan into config.json:
+    /// do only the rest (see `backend::shim::spec_edit::hook_part`).
+    pub after_shim: bool,
 }
 
 /// Why the hook failed; each names what is at fault.
@@ -118,12 +121,20 @@ pub fn run(
         return Ok(());
     }
     let lowered = match lower(&plan, &ctx.uid_mappings, &ctx.gid_mappings) {
+        Ok(lowered) if options.after_shim => crate::backend::shim::spec_edit::hook_part(lowered),
         Ok(lowered) => lowered,
         Err(unmapped) => {
             audit(&[], Some(unmapped.to_string()));
             return Err(unmapped.into());
         }
     };
+    if lowered == Lowered::default() {
+        // After the shim, the spec may hold all of it.
+        if options.audit_always {
+            audit(&[], None);
+        }
+        return Ok(());
+    }
     let (actions, result) = super::inject(lowered, ctx, runtime.host(), &options.ldconfig);
     audit(&actions, result.as_ref().err().map(ToString::to_string));
     Ok(result?)

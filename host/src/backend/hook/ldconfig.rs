@@ -35,7 +35,7 @@
 //! host first and ldconfig chroots before it opens a single image file; the
 //! image's `/etc/ld.so.conf` and libraries are only ever read from inside.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -104,12 +104,49 @@ const KERNEL_FS: &[&str] = &[
 /// where the failure is): a hostile image can make it print a lot.
 const STDERR_TAIL: usize = 2048;
 
-/// Executor side: runs `binary` on `rootfs` for `dirs` through the sandbox.
-/// The error is one line with ldconfig's (or the sandbox's) own words.
-pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> {
-    if !binary.is_absolute() {
-        return Err(format!("{} is not an absolute path", binary.display()));
+/// Why ldconfig did not refresh the cache: on the executor's side, the
+/// sandbox's failure with ldconfig's (or the sandbox's) own words; on the
+/// sandbox's side, the call that failed, with its errno.
+#[derive(Debug, thiserror::Error)]
+pub enum LdconfigError {
+    #[error("{} is not an absolute path", .0.display())]
+    NotAbsolute(PathBuf),
+    #[error("{call}: {source}")]
+    Sys {
+        call: String,
+        source: std::io::Error,
+    },
+    #[error("{} failed ({status}): {said}", binary.display())]
+    Failed {
+        binary: PathBuf,
+        status: ExitStatus,
+        /// The end of the sandbox's stderr, one line.
+        said: String,
+    },
+    #[error("{} killed after {} s", binary.display(), WALL_CLOCK.as_secs())]
+    Killed { binary: PathBuf },
+}
+
+/// The error of `call`, whose errno (nix's, rustix's or the standard
+/// library's) becomes an `io::Error` source.
+fn sys<E: Into<std::io::Error>>(call: impl Into<String>) -> impl FnOnce(E) -> LdconfigError {
+    let call = call.into();
+    move |e| LdconfigError::Sys {
+        call,
+        source: e.into(),
     }
+}
+
+fn absolute(path: &Path) -> Result<(), LdconfigError> {
+    match path.is_absolute() {
+        true => Ok(()),
+        false => Err(LdconfigError::NotAbsolute(path.to_path_buf())),
+    }
+}
+
+/// Executor side: runs `binary` on `rootfs` for `dirs` through the sandbox.
+pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), LdconfigError> {
+    absolute(binary)?;
     let out = Command::new("/proc/self/exe")
         .arg(COMMAND)
         .arg("--ldconfig")
@@ -121,7 +158,7 @@ pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> 
         .current_dir("/")
         .stdin(Stdio::null())
         .output()
-        .map_err(|e| format!("running the ldconfig sandbox (/proc/self/exe): {e}"))?;
+        .map_err(sys("running the ldconfig sandbox (/proc/self/exe)"))?;
     if out.status.success() {
         return Ok(());
     }
@@ -132,12 +169,11 @@ pub fn run(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<(), String> 
         .map(str::trim)
         .filter(|l| !l.is_empty())
         .collect();
-    Err(format!(
-        "{} failed ({}): {}",
-        binary.display(),
-        out.status,
-        said.join("; ")
-    ))
+    Err(LdconfigError::Failed {
+        binary: binary.to_path_buf(),
+        status: out.status,
+        said: said.join("; "),
+    })
 }
 
 /// Sandbox side: the hidden command's body. Every failure is one line on
@@ -153,16 +189,16 @@ pub fn sandbox(binary: &Path, rootfs: &Path, dirs: &[String]) -> ExitCode {
 }
 
 /// Steps 1 to 3, on this process: ldconfig inherits all of it.
-fn isolate(rootfs: &Path) -> Result<(), String> {
+fn isolate(rootfs: &Path) -> Result<(), LdconfigError> {
     // If the hook dies (runc's hook timeout), so does the sandbox.
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PR_SET_PDEATHSIG): {e}"))?;
+        .map_err(sys("prctl(PR_SET_PDEATHSIG)"))?;
     let namespaces = CloneFlags::CLONE_NEWNS
         | CloneFlags::CLONE_NEWPID
         | CloneFlags::CLONE_NEWIPC
         | CloneFlags::CLONE_NEWNET
         | CloneFlags::CLONE_NEWUTS;
-    unshare(namespaces).map_err(|e| format!("unshare(mnt, pid, ipc, net, uts): {e}"))?;
+    unshare(namespaces).map_err(sys("unshare(mnt, pid, ipc, net, uts)"))?;
     mount(
         None::<&str>,
         "/",
@@ -170,13 +206,12 @@ fn isolate(rootfs: &Path) -> Result<(), String> {
         MsFlags::MS_REC | MsFlags::MS_PRIVATE,
         None::<&str>,
     )
-    .map_err(|e| format!("making / private (MS_REC | MS_PRIVATE): {e}"))?;
+    .map_err(sys("making / private (MS_REC | MS_PRIVATE)"))?;
     detach_kernel_fs(rootfs)?;
     rebind_nodev(rootfs)?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| format!("prctl(PR_SET_NO_NEW_PRIVS): {e}"))?;
+    nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     for (resource, limit) in LIMITS {
-        setrlimit(resource, limit, limit)
-            .map_err(|e| format!("setrlimit({resource:?}, {limit}): {e}"))?;
+        setrlimit(resource, limit, limit).map_err(sys(format!("setrlimit({resource:?}, {limit})")))?;
     }
     drop_capabilities()
 }
@@ -184,7 +219,7 @@ fn isolate(rootfs: &Path) -> Result<(), String> {
 /// Covers the rootfs, in this (private) mount namespace, with a recursive
 /// clone of itself that is `nodev,nosuid` on every mount: the attributes are
 /// set on the detached clone, then it is attached where ldconfig will look.
-fn rebind_nodev(rootfs: &Path) -> Result<(), String> {
+fn rebind_nodev(rootfs: &Path) -> Result<(), LdconfigError> {
     use rustix::mount::{move_mount, open_tree, MoveMountFlags, OpenTreeFlags};
     let tree = open_tree(
         rustix::fs::CWD,
@@ -193,18 +228,19 @@ fn rebind_nodev(rootfs: &Path) -> Result<(), String> {
             | OpenTreeFlags::OPEN_TREE_CLOEXEC
             | OpenTreeFlags::AT_RECURSIVE,
     )
-    .map_err(|e| format!("open_tree({}, CLONE|RECURSIVE): {e}", rootfs.display()))?;
+    .map_err(sys(format!(
+        "open_tree({}, CLONE|RECURSIVE)",
+        rootfs.display()
+    )))?;
     crate::sys::mount_setattr(
         &tree,
         crate::sys::MOUNT_ATTR_NODEV | crate::sys::MOUNT_ATTR_NOSUID,
         true,
     )
-    .map_err(|e| {
-        format!(
-            "mount_setattr(NODEV|NOSUID, recursive) on {}: {e}",
-            rootfs.display()
-        )
-    })?;
+    .map_err(sys(format!(
+        "mount_setattr(NODEV|NOSUID, recursive) on {}",
+        rootfs.display()
+    )))?;
     move_mount(
         &tree,
         "",
@@ -212,15 +248,17 @@ fn rebind_nodev(rootfs: &Path) -> Result<(), String> {
         rootfs,
         MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
     )
-    .map_err(|e| format!("move_mount onto {}: {e}", rootfs.display()))
+    .map_err(sys(format!("move_mount onto {}", rootfs.display())))
 }
 
 /// Leaves only [`KEPT_CAPS`], in every set: the bounding set bounds what
 /// root gets back at exec, and nothing is inherited or ambient.
-fn drop_capabilities() -> Result<(), String> {
+fn drop_capabilities() -> Result<(), LdconfigError> {
     let kept: caps::CapsHashSet = KEPT_CAPS.into_iter().collect();
-    let fail =
-        |what: &str, e: caps::errors::CapsError| format!("dropping capabilities ({what}): {e}");
+    let fail = |what: &str, e: caps::errors::CapsError| LdconfigError::Sys {
+        call: format!("dropping capabilities ({what})"),
+        source: std::io::Error::other(e),
+    };
     for cap in caps::runtime::thread_all_supported() {
         if !kept.contains(&cap) {
             caps::drop(None, CapSet::Bounding, cap).map_err(|e| fail("bounding", e))?;
@@ -234,12 +272,14 @@ fn drop_capabilities() -> Result<(), String> {
 
 /// Detaches every kernel file system mounted at or below `rootfs`, deepest
 /// first, in this (private) mount namespace only.
-fn detach_kernel_fs(rootfs: &Path) -> Result<(), String> {
+fn detach_kernel_fs(rootfs: &Path) -> Result<(), LdconfigError> {
     // mountinfo shows resolved paths.
-    let rootfs = std::fs::canonicalize(rootfs)
-        .map_err(|e| format!("resolving {}: {e}", rootfs.display()))?;
+    let rootfs = std::fs::canonicalize(rootfs).map_err(sys(format!(
+        "resolving {}",
+        rootfs.display()
+    )))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
-        .map_err(|e| format!("/proc/self/mountinfo: {e}"))?;
+        .map_err(sys("reading /proc/self/mountinfo"))?;
     let mut points: Vec<String> = mountinfo
         .lines()
         .filter_map(|line| {
@@ -253,7 +293,7 @@ fn detach_kernel_fs(rootfs: &Path) -> Result<(), String> {
     points.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for point in points {
         umount2(point.as_str(), MntFlags::MNT_DETACH)
-            .map_err(|e| format!("detaching {point}: {e}"))?;
+            .map_err(sys(format!("umount2({point}, MNT_DETACH)")))?;
     }
     Ok(())
 }
@@ -283,14 +323,13 @@ fn unescape(field: &str) -> String {
 }
 
 /// Steps 4 and 5: the host's ldconfig as PID 1 of the new pid namespace.
-fn run_ldconfig(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<ExitStatus, String> {
-    if !binary.is_absolute() || !rootfs.is_absolute() {
-        return Err(format!(
-            "{} and {} must be absolute paths",
-            binary.display(),
-            rootfs.display()
-        ));
-    }
+fn run_ldconfig(
+    binary: &Path,
+    rootfs: &Path,
+    dirs: &[String],
+) -> Result<ExitStatus, LdconfigError> {
+    absolute(binary)?;
+    absolute(rootfs)?;
     let mut child = Command::new(binary)
         // -X: the plan made the links it wanted, ldconfig only writes the
         // cache. -r: it chroots into the rootfs before reading the image.
@@ -304,24 +343,22 @@ fn run_ldconfig(binary: &Path, rootfs: &Path, dirs: &[String]) -> Result<ExitSta
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
-        .map_err(|e| format!("running {}: {e}", binary.display()))?;
+        .map_err(sys(format!("running {}", binary.display())))?;
     let start = Instant::now();
     let mut pause = Duration::from_millis(1);
     loop {
         if let Some(status) = child
             .try_wait()
-            .map_err(|e| format!("waiting for {}: {e}", binary.display()))?
+            .map_err(sys(format!("waiting for {}", binary.display())))?
         {
             return Ok(status);
         }
         if start.elapsed() >= WALL_CLOCK {
             let _ = child.kill();
             let _ = child.wait();
-            return Err(format!(
-                "{} killed after {} s",
-                binary.display(),
-                WALL_CLOCK.as_secs()
-            ));
+            return Err(LdconfigError::Killed {
+                binary: binary.to_path_buf(),
+            });
         }
         std::thread::sleep(pause);
         pause = (pause * 2).min(Duration::from_millis(20));

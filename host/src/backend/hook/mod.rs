@@ -25,6 +25,9 @@ pub mod ldconfig;
 mod namespace;
 pub mod rootfs;
 pub mod sources;
+mod target;
+
+pub use target::TargetError;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
@@ -102,7 +105,11 @@ pub trait DeviceCgroup {
 pub enum HookError {
     /// The container cannot be injected into at all; nothing was changed.
     #[error("cannot inject into container {id}: {reason}")]
-    Target { id: String, reason: String },
+    Target {
+        id: String,
+        #[source]
+        reason: TargetError,
+    },
     /// One operation of one plugin failed; what was done before it is undone.
     #[error("plugin `{plugin}`: {action} {path}: {}{}", chain(reason.as_ref()), undo_failures(undo))]
     Step {
@@ -297,7 +304,7 @@ pub fn inject(
     host: &HostFs,
     ldconfig: &Path,
 ) -> (Vec<Action>, Result<(), HookError>) {
-    let target = |reason: String| HookError::Target {
+    let target = |reason: TargetError| HookError::Target {
         id: ctx.id.clone(),
         reason,
     };
@@ -307,10 +314,7 @@ pub fn inject(
         // namespace and cgroup; the others find them through its init.
         let init = match ctx.stage {
             Stage::CreateContainer => None,
-            _ => Some(ctx.pid.ok_or_else(|| {
-                "the OCI state has no pid; run hookhost as a prestart or createRuntime hook"
-                    .to_string()
-            })?),
+            _ => Some(ctx.pid.ok_or(TargetError::NoPid)?),
         };
         let mount_ns = match init {
             Some(pid) => namespace::container_mount_ns(pid)?,
@@ -321,7 +325,7 @@ pub fn inject(
             (false, Some(pid)) => Some(cgroup::V1::of_pid(pid)?),
             (false, None) => Some(cgroup::V1::of_self()?),
         };
-        Ok::<_, String>((mount_ns, cgroup))
+        Ok::<_, TargetError>((mount_ns, cgroup))
     })();
     let (mount_ns, mut cgroup) = match found {
         Ok(found) => found,

@@ -10,49 +10,41 @@ use std::os::unix::fs::MetadataExt;
 use nix::sched::{setns, unshare, CloneFlags};
 use nix::sys::stat::{umask, Mode};
 
+use super::target::TargetError;
+
 /// The mount namespace of the container's init `pid`, checked to be another
 /// namespace than ours (a pid that is not the container's would be).
-pub fn container_mount_ns(pid: i32) -> Result<File, String> {
+pub fn container_mount_ns(pid: i32) -> Result<File, TargetError> {
     let path = format!("/proc/{pid}/ns/mnt");
-    let ns = File::open(&path)
-        .map_err(|e| format!("opening {path}: {e} (has the container's init exited?)"))?;
-    let theirs = ns.metadata().map_err(|e| format!("{path}: {e}"))?.ino();
-    let ours = std::fs::metadata("/proc/self/ns/mnt")
-        .map_err(|e| format!("/proc/self/ns/mnt: {e}"))?
+    let ns = File::open(&path).map_err(|source| TargetError::InitGone { pid, source })?;
+    let theirs = ns.metadata().map_err(TargetError::io("fstat", &path))?.ino();
+    let ours = std::fs::metadata(OURS)
+        .map_err(TargetError::io("stat", OURS))?
         .ino();
     if theirs == ours {
-        return Err(format!(
-            "process {pid} shares hookhost's mount namespace, so it is not a starting container's init"
-        ));
+        return Err(TargetError::SameMountNamespace { pid });
     }
     Ok(ns)
 }
+
+const OURS: &str = "/proc/self/ns/mnt";
 
 /// Our own mount namespace, for a createContainer hook, which runc runs
 /// inside the container's, as a child of the container's init: the state's
 /// `pid` is our parent's (in whatever pid namespace we share with it). That
 /// is checked, so that the same work run by hand from the host's namespace
 /// cannot change the host.
-pub fn own_mount_ns(state_pid: Option<i32>) -> Result<File, String> {
+pub fn own_mount_ns(state_pid: Option<i32>) -> Result<File, TargetError> {
     let parent = nix::unistd::getppid().as_raw();
     if state_pid != Some(parent) {
-        return Err(format!(
-            "create-container must run as a createContainer hook, a child of the container's \
-             init (the state's pid {}), but its parent is process {parent}; from the host, \
-             use prestart",
-            state_pid.map_or("(none)".into(), |p| p.to_string())
-        ));
+        return Err(TargetError::NotChildOfInit { state_pid, parent });
     }
-    let uid_map = std::fs::read_to_string("/proc/self/uid_map")
-        .map_err(|e| format!("/proc/self/uid_map: {e}"))?;
+    let uid_map = "/proc/self/uid_map";
+    let uid_map = std::fs::read_to_string(uid_map).map_err(TargetError::io("reading", uid_map))?;
     if !is_initial_user_ns(&uid_map) {
-        return Err(
-            "create-container runs in a user namespace (the container's), where device nodes \
-             cannot be made nor the devices cgroup changed: use prestart"
-                .into(),
-        );
+        return Err(TargetError::UserNamespace);
     }
-    File::open("/proc/self/ns/mnt").map_err(|e| format!("/proc/self/ns/mnt: {e}"))
+    File::open(OURS).map_err(TargetError::io("opening", OURS))
 }
 
 /// Whether a `uid_map` is the initial user namespace's: the whole id range
@@ -65,21 +57,22 @@ fn is_initial_user_ns(uid_map: &str) -> bool {
 /// Runs `work` on a new thread inside the mount namespace `ns`.
 pub fn in_mount_ns<T: Send + 'static>(
     ns: File,
-    work: impl FnOnce() -> Result<T, String> + Send + 'static,
-) -> Result<T, String> {
+    work: impl FnOnce() -> Result<T, TargetError> + Send + 'static,
+) -> Result<T, TargetError> {
+    let call = |call| move |source| TargetError::Namespace { call, source };
     std::thread::Builder::new()
         .name("hookhost-inject".into())
         .spawn(move || {
-            unshare(CloneFlags::CLONE_FS).map_err(|e| format!("unshare(CLONE_FS): {e}"))?;
+            unshare(CloneFlags::CLONE_FS).map_err(call("unshare(CLONE_FS)"))?;
             setns(&ns, CloneFlags::CLONE_NEWNS)
-                .map_err(|e| format!("entering the container's mount namespace: {e}"))?;
+                .map_err(call("setns(CLONE_NEWNS) into the container's mount namespace"))?;
             // The thread's own fs attributes now: modes are exactly as planned.
             umask(Mode::empty());
             work()
         })
-        .map_err(|e| format!("spawning the injection thread: {e}"))?
+        .map_err(TargetError::Thread)?
         .join()
-        .map_err(|_| "the injection thread panicked".to_string())?
+        .map_err(|_| TargetError::ThreadPanicked)?
 }
 
 #[cfg(test)]

@@ -29,6 +29,7 @@ use nix::sys::stat::{dev_t, fstat, fstatat, mkdirat, FileStat, Mode, SFlag};
 use nix::unistd::{symlinkat, unlinkat, UnlinkatFlags};
 use pathrs::Root;
 
+use super::target::TargetError;
 use super::{Container, Device, Node, Reason};
 use crate::error::is_enoent;
 use crate::plan::DeviceType;
@@ -54,8 +55,8 @@ pub enum RootfsError {
     /// Something the image (or a writer racing the hook) put in the way.
     #[error("{0}")]
     Refused(String),
-    #[error("{0}")]
-    Ldconfig(String),
+    #[error(transparent)]
+    Ldconfig(#[from] super::ldconfig::LdconfigError),
     #[error("{error} (and undoing it failed: {undo})")]
     UndoFailed {
         error: Box<RootfsError>,
@@ -214,20 +215,17 @@ impl Entry {
 }
 
 impl Rootfs {
-    pub fn open(path: &Path) -> Result<Self, String> {
+    pub fn open(path: &Path) -> Result<Self, TargetError> {
         Rootfs::with(path, System)
     }
 }
 
 impl<P: Privileged> Rootfs<P> {
     /// The rootfs at `path`, its privileged calls made through `sys`.
-    pub fn with(path: &Path, sys: P) -> Result<Self, String> {
-        let root = Root::open(path).map_err(|e| {
-            format!(
-                "opening the rootfs {}: {}",
-                path.display(),
-                super::chain(&e)
-            )
+    pub fn with(path: &Path, sys: P) -> Result<Self, TargetError> {
+        let root = Root::open(path).map_err(|source| TargetError::Rootfs {
+            path: path.to_path_buf(),
+            source,
         })?;
         Ok(Rootfs {
             root,
@@ -498,7 +496,7 @@ impl<P: Privileged> Rootfs<P> {
         if let Node::Ldconfig { binary, dirs } = node {
             // Not a node: the host's ldconfig in a sandbox of its own
             // (see super::ldconfig).
-            return super::ldconfig::run(&binary, &self.path, &dirs).map_err(RootfsError::Ldconfig);
+            return Ok(super::ldconfig::run(&binary, &self.path, &dirs)?);
         }
         let name = at
             .file_name()

@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::backend::dry_run;
 use crate::backend::hook::{flow, ldconfig};
+use crate::backend::shim::{self, argv, hooks::HookConfig};
 use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::evaluate::{evaluate, Outcome, Status};
@@ -72,10 +73,40 @@ enum Command {
     /// The same work as a createContainer hook: runc runs it inside the
     /// container's mount namespace (and cgroup), before pivot_root.
     CreateContainer(HookArgs),
+    /// Run as an OCI runtime in front of the real one (for Docker,
+    /// containerd, podman): on `create` and `run`, write the plan into the
+    /// bundle's config.json, then exec the real runtime with the same
+    /// arguments.
+    ///
+    /// Example (Docker's daemon.json `runtimeArgs` end with the `--`):
+    /// hookhost runtime --runtime-path /usr/sbin/runc -- --root /run/runc create --bundle B ID
+    Runtime(RuntimeArgs),
     /// Internal: the executor runs the host's ldconfig through this, in new
     /// namespaces and under resource limits (see backend::hook::ldconfig).
     #[command(name = ldconfig::COMMAND, hide = true)]
     LdconfigSandbox(LdconfigSandboxArgs),
+}
+
+#[derive(Debug, Args)]
+struct RuntimeArgs {
+    /// The real OCI runtime, by absolute path [default: the first of
+    /// /usr/local/sbin/runc, /usr/local/bin/runc, /usr/sbin/runc,
+    /// /usr/bin/runc, /sbin/runc, /bin/runc; never searched in PATH].
+    #[arg(long, value_name = "PATH")]
+    runtime_path: Option<PathBuf>,
+
+    /// Hooks to prepend to each stage's in config.json, in oci-add-hooks'
+    /// format: {"hooks": {"prestart": [{"path": ..., "args": [...]}], ...}}.
+    #[arg(long, value_name = "FILE")]
+    hook_config_path: Option<PathBuf>,
+
+    /// The host's ldconfig, by absolute path, for hookhost's hook entry.
+    #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
+    ldconfig: PathBuf,
+
+    /// The runtime's own arguments, after `--`: passed on unchanged.
+    #[arg(last = true, value_name = "RUNTIME ARGS")]
+    args: Vec<std::ffi::OsString>,
 }
 
 #[derive(Debug, Args)]
@@ -110,6 +141,13 @@ struct HookArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60,
           value_parser = clap::value_parser!(u64).range(1..=86400))]
     timeout: u64,
+
+    /// Set by `hookhost runtime` in the hook entry it adds: the devices,
+    /// their cgroup rules, the binds and the env are in config.json already;
+    /// evaluate the plugins as the shim did and do only the rest
+    /// (directories, copies, symlinks, ldconfig).
+    #[arg(long)]
+    after_shim: bool,
 }
 
 #[derive(Debug, Args)]
@@ -179,6 +217,7 @@ impl Cli {
             Command::Prestart(args) => hook(&global, args, Stage::Prestart),
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
             Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
+            Command::Runtime(args) => runtime(&global, args),
             Command::LdconfigSandbox(args) => {
                 Ok(ldconfig::sandbox(&args.ldconfig, &args.rootfs, &args.dirs))
             }
@@ -212,6 +251,25 @@ impl Global {
     fn runtime(&self) -> anyhow::Result<Runtime> {
         let host = HostFs::open(&self.host_root)?;
         Ok(Runtime::new(host, self.cache()?))
+    }
+
+    /// These options as arguments, for a hook entry that must see the
+    /// plugins and the host as this command does.
+    fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let mut args = Vec::new();
+        for dir in &self.plugins_dirs {
+            args.extend(["--plugins-dir".into(), dir.clone().into_os_string()]);
+        }
+        if self.host_root != Path::new("/") {
+            args.extend(["--host-root".into(), self.host_root.clone().into_os_string()]);
+        }
+        if let Some(dir) = &self.cache_dir {
+            args.extend(["--cache-dir".into(), dir.clone().into_os_string()]);
+        }
+        if self.no_cache {
+            args.push("--no-cache".into());
+        }
+        args
     }
 }
 
@@ -292,18 +350,76 @@ fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCod
     let state = OciState::read(None)?;
     deadline.container(&state.id);
     let bundle = state.bundle.clone();
-    let ctx = Arc::new(ContainerContext::load(&bundle, state, stage)?);
+    // After the shim, the plugins see the stage the shim evaluated them at,
+    // so that they decide as they did there.
+    let seen_at = if args.after_shim {
+        Stage::RuntimeShim
+    } else {
+        stage
+    };
+    let ctx = Arc::new(ContainerContext::load(&bundle, state, seen_at)?);
     let inventory = global.inventory()?;
     let runtime = global.runtime()?;
     let options = flow::Options {
         audit_log: args.audit_log,
         audit_always: args.audit_always,
         ldconfig: args.ldconfig,
+        after_shim: args.after_shim,
     };
     flow::run(&runtime, &inventory, &ctx, &options, &|outcomes| {
         print_logs(outcomes, false)
     })?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The runtime shim (see `backend::shim`): edits config.json on `create`
+/// and `run`, then becomes the real runtime. A failure before the exec is
+/// one line on stderr (and in runc's JSON log, where the engine reads it),
+/// a non-zero exit, and config.json unchanged.
+fn runtime(global: &Global, args: RuntimeArgs) -> anyhow::Result<ExitCode> {
+    let called = argv::parse(&args.args);
+    let prepared = (|| -> anyhow::Result<()> {
+        let real = shim::find_runtime(args.runtime_path.as_deref())?;
+        if called.creates {
+            let hook_config = args
+                .hook_config_path
+                .as_deref()
+                .map(HookConfig::read)
+                .transpose()?;
+            let exe = std::env::current_exe()?;
+            let mut hook_entry = vec![exe.into_os_string()];
+            hook_entry.extend(global.to_args());
+            hook_entry.extend(["create-runtime".into(), "--after-shim".into()]);
+            hook_entry.extend(["--ldconfig".into(), args.ldconfig.clone().into_os_string()]);
+            let options = shim::Options {
+                hook_config,
+                hook_entry,
+            };
+            let bundle = called.bundle.clone().unwrap_or_else(|| PathBuf::from("."));
+            let inventory = global.inventory()?;
+            let runtime = || {
+                global
+                    .runtime()
+                    .map_err(|e| shim::ShimError::Setup(format!("{e:#}")))
+            };
+            shim::prepare(
+                &bundle,
+                called.id.as_deref(),
+                &inventory,
+                &runtime,
+                &options,
+                &|outcomes| print_logs(outcomes, false),
+            )?;
+        }
+        Err(shim::exec(&real, &args.args).into())
+    })();
+    let error = prepared.expect_err("exec returns only on failure");
+    let message = format!("hookhost: {}", crate::error::chain(error.as_ref()));
+    if let (Some(log), true) = (&called.log, called.log_json) {
+        shim::log_error(log, &message);
+    }
+    eprintln!("{message}");
+    Ok(ExitCode::FAILURE)
 }
 
 /// The whole hook's deadline: a thread that sleeps until it and then ends
@@ -472,10 +588,9 @@ pub fn main() -> ExitCode {
         Ok(code) => code,
         Err(e) => {
             // The whole chain on one line, so that the system's own error
-            // ("Permission denied (os error 13)") is never lost. Errors of
-            // ours carry their cause in their message, not as a source, so
-            // it is said once.
-            eprintln!("hookhost: {e:#}");
+            // ("Permission denied (os error 13)") is never lost; a cause a
+            // message already quotes is said once.
+            eprintln!("hookhost: {}", crate::error::chain(e.as_ref()));
             ExitCode::FAILURE
         }
     }

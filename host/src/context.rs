@@ -178,18 +178,40 @@ impl ContainerContext {
     /// Reads the spec of `bundle` (normally `state.bundle`) and builds the
     /// context of the container `state` describes.
     pub fn load(bundle: &Path, state: OciState, stage: Stage) -> Result<Self, ContextError> {
-        let bundle = &std::path::absolute(bundle)
+        let bundle = Self::bundle_dir(bundle)?;
+        let bytes = Self::read_config(&bundle)?;
+        Self::from_config(&bundle, &bytes, state, stage)
+    }
+
+    /// `bundle`, made absolute, checked to be a directory.
+    pub fn bundle_dir(bundle: &Path) -> Result<PathBuf, ContextError> {
+        let bundle = std::path::absolute(bundle)
             .map_err(|error| read_error(&bundle.display().to_string(), error))?;
         if !bundle.is_dir() {
-            return Err(ContextError::NotABundle(bundle.to_path_buf()));
+            return Err(ContextError::NotABundle(bundle));
         }
+        Ok(bundle)
+    }
+
+    /// The bytes of the bundle's config.json, at most [`SPEC_LIMIT`].
+    pub fn read_config(bundle: &Path) -> Result<Vec<u8>, ContextError> {
         let config = bundle.join("config.json");
-        let what = config.display().to_string();
         // Not followed if a symlink, and only a regular file: a FIFO would
         // hang the hook, /dev/zero would fill its memory.
-        let bytes = input::read_regular(AT_FDCWD, &config, Follow::No, SPEC_LIMIT)
-            .map_err(|error| read_error(&what, error))?;
-        let spec: Spec = parse(&what, "runtime spec", &bytes)?;
+        input::read_regular(AT_FDCWD, &config, Follow::No, SPEC_LIMIT)
+            .map_err(|error| read_error(&config.display().to_string(), error))
+    }
+
+    /// The context of the container `state` describes, whose config.json
+    /// (in the absolute directory `bundle`) holds `bytes`.
+    pub fn from_config(
+        bundle: &Path,
+        bytes: &[u8],
+        state: OciState,
+        stage: Stage,
+    ) -> Result<Self, ContextError> {
+        let what = bundle.join("config.json").display().to_string();
+        let spec: Spec = parse(&what, "runtime spec", bytes)?;
 
         let root = spec
             .root()

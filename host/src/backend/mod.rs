@@ -3,14 +3,17 @@
 //! - [`hook`]: the OCI hook executor (prestart, createRuntime,
 //!   createContainer), which changes a starting container's rootfs and
 //!   device cgroup itself;
+//! - [`shim`]: the runtime shim, which writes the plan into config.json
+//!   (its [`shim::spec_edit`]) before the real runtime reads it;
 //! - [`dry_run`]: shows the plan and compares it with an expected one.
 //!
-//! The runtime shim (spec edits) and CDI back ends land beside them. What
+//! The CDI back end lands beside them. What
 //! each can honour is stated once, in [`Capabilities`], and the request
 //! gate ([`crate::requests`]) refuses the rest when the plugin asks.
 
 pub mod dry_run;
 pub mod hook;
+pub mod shim;
 
 use crate::context::Stage;
 

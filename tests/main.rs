@@ -13,3 +13,4 @@ mod runc;
 mod runc_attacks;
 mod sandbox;
 mod seed;
+mod shim;

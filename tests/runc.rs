@@ -213,7 +213,7 @@ pub(crate) fn real_library(lib: &Path, soname: &str) {
 }
 
 /// What the host's ldconfig finds in the container's linker cache.
-fn cache_listing(bundle: &Bundle) -> String {
+pub(crate) fn cache_listing(bundle: &Bundle) -> String {
     let cache = bundle.rootfs().join("etc/ld.so.cache");
     let listed = Command::new("/sbin/ldconfig")
         .arg("-p")

@@ -261,7 +261,10 @@ impl Global {
             args.extend(["--plugins-dir".into(), dir.clone().into_os_string()]);
         }
         if self.host_root != Path::new("/") {
-            args.extend(["--host-root".into(), self.host_root.clone().into_os_string()]);
+            args.extend([
+                "--host-root".into(),
+                self.host_root.clone().into_os_string(),
+            ]);
         }
         if let Some(dir) = &self.cache_dir {
             args.extend(["--cache-dir".into(), dir.clone().into_os_string()]);
@@ -583,7 +586,16 @@ fn plugins_compile(global: &Global, names: &[String]) -> anyhow::Result<ExitCode
 
 /// Parses the command line and runs it; what `main` calls.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // Engines that take a runtime by path alone (containerd's BinaryName,
+    // `ctr --runc-binary`, podman's --runtime) run `hookhost-runtime`, a
+    // link to hookhost: its options come from a file (see shim::invoked_as).
+    let cli = match shim::invoked_as(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("hookhost: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     match cli.run() {
         Ok(code) => code,
         Err(e) => {

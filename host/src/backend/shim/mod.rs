@@ -75,6 +75,11 @@ pub enum ShimError {
         path: PathBuf,
         source: serde_json::Error,
     },
+    #[error("cannot read {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("writing {}: {source}", path.display())]
     Write {
         path: PathBuf,
@@ -152,7 +157,11 @@ pub fn prepare(
         let lowered = lower(&evaluation.plan, &[], &[]).expect("identity maps every id");
         spec_edit::apply(&mut config, &lowered, runtime.host().root())?;
         if !spec_edit::hook_part(lowered).ops.is_empty() {
-            hooks::append(&mut config, "createRuntime", hook_entry(&options.hook_entry))?;
+            hooks::append(
+                &mut config,
+                "createRuntime",
+                hook_entry(&options.hook_entry),
+            )?;
             hook = true;
         }
     }
@@ -198,6 +207,64 @@ fn replace(path: &Path, config: &Value) -> Result<(), ShimError> {
     file.sync_all().map_err(fail)?;
     new.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
+}
+
+/// The name that makes hookhost the runtime shim with no arguments of its
+/// own: engines that take a runtime by path alone call it.
+pub const SHIM_NAME: &str = "hookhost-runtime";
+
+/// Where `hookhost-runtime` reads its options: `{"args": [...]}`, the
+/// arguments of `hookhost runtime` before `--` (what Docker's `runtimeArgs`
+/// would hold). `HOOKHOST_RUNTIME_CONFIG` in the engine's environment (root's,
+/// never a container's) names another file.
+pub const SHIM_CONFIG: &str = "/etc/hookhost/runtime.json";
+
+/// The most of the shim's options file that is read.
+const SHIM_CONFIG_LIMIT: u64 = 64 << 10;
+
+/// The command line to parse: `args` itself, or when hookhost was called
+/// as [`SHIM_NAME`], `hookhost runtime OPTIONS... -- ARGS...` with the
+/// options of [`SHIM_CONFIG`] (none if the default file does not exist).
+pub fn invoked_as(args: Vec<OsString>) -> Result<Vec<OsString>, ShimError> {
+    let called = args.first().map(Path::new).and_then(Path::file_name);
+    if called != Some(std::ffi::OsStr::new(SHIM_NAME)) {
+        return Ok(args);
+    }
+    let named = std::env::var_os("HOOKHOST_RUNTIME_CONFIG").map(PathBuf::from);
+    let file = named.clone().unwrap_or_else(|| PathBuf::from(SHIM_CONFIG));
+    let options = match crate::input::read_regular(
+        nix::fcntl::AT_FDCWD,
+        &file,
+        crate::input::Follow::Yes,
+        SHIM_CONFIG_LIMIT,
+    ) {
+        Ok(bytes) => ShimConfig::parse(&bytes).map_err(|source| ShimError::Json {
+            path: file.clone(),
+            source,
+        })?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && named.is_none() => {
+            ShimConfig::default()
+        }
+        Err(source) => return Err(ShimError::Read { path: file, source }),
+    };
+    let mut argv: Vec<OsString> = vec!["hookhost".into(), "runtime".into()];
+    argv.extend(options.args.into_iter().map(OsString::from));
+    argv.push("--".into());
+    argv.extend(args.into_iter().skip(1));
+    Ok(argv)
+}
+
+/// The shim's options file.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShimConfig {
+    args: Vec<String>,
+}
+
+impl ShimConfig {
+    fn parse(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
 }
 
 /// The real runtime: `given` (absolute), else the first of
@@ -247,7 +314,10 @@ pub fn log_error(log: &Path, message: &str) {
         .open(log)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = written {
-        eprintln!("hookhost: warning: cannot write the runtime log {}: {e}", log.display());
+        eprintln!(
+            "hookhost: warning: cannot write the runtime log {}: {e}",
+            log.display()
+        );
     }
 }
 
@@ -299,6 +369,19 @@ mod tests {
                 "env": [],
             })
         );
+    }
+
+    #[test]
+    fn called_by_another_name_the_arguments_are_left_alone() {
+        let args: Vec<OsString> = vec!["/usr/bin/hookhost".into(), "test".into()];
+        assert_eq!(invoked_as(args.clone()).unwrap(), args);
+    }
+
+    #[test]
+    fn the_shims_options_file_takes_only_args() {
+        let config = ShimConfig::parse(br#"{"args": ["--runtime-path", "/r"]}"#).unwrap();
+        assert_eq!(config.args, ["--runtime-path", "/r"]);
+        assert!(ShimConfig::parse(br#"{"args": [], "runtime": "/r"}"#).is_err());
     }
 
     #[test]

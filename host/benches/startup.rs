@@ -18,6 +18,12 @@
 //! - first use of a new plugin: `hookhost prestart` with 1 plugin and an
 //!   empty cache on every run, so each run compiles the component and
 //!   writes the cache entry.
+//! - the runtime shim (`hookhost runtime`) in front of a runtime that does
+//!   nothing (`/bin/true`), so that only the shim's own cost is measured,
+//!   beside the floor of exec'ing that runtime directly: with the NVIDIA
+//!   plugin installed but not active for the container, and with it
+//!   editing config.json for 8 GPUs (NVIDIA_DRIVER_CAPABILITIES=all), the
+//!   file restored before each run, untimed.
 //!
 //! It measures what the build left in the target directory and builds
 //! nothing itself. Run, from the repository root:
@@ -46,6 +52,9 @@ const NOOP_MANIFEST: &str = r#"{"activation": {"always": true}, "settings": {"mo
 const FLOOR: &str = "native floor (parse state + config.json)";
 const ZERO: &str = "hookhost prestart, 0 plugins";
 const THREE: &str = "hookhost prestart, 3 plugins, empty plans";
+const RUNTIME_FLOOR: &str = "runtime floor: /bin/true create ...";
+const SHIM_INACTIVE: &str = "shim, nvidia installed, not active";
+const SHIM_EDIT: &str = "shim, nvidia, 8 GPUs: spec edit";
 
 /// One way of starting a process, and its measured times.
 struct Scenario {
@@ -198,6 +207,12 @@ fn main() {
     } else {
         println!("skipped: the NVIDIA scenario (its fake host needs root for mknod)");
     }
+    // Kept to the end: its bundles are the scenarios' files.
+    let shim =
+        have_fake_host.then(|| ShimBench::new(fake_host.path(), &hookhost, &nvidia, &cache_dir));
+    if let Some(shim) = &shim {
+        scenarios.extend(shim.scenarios());
+    }
     scenarios.push(scenario("first use: prestart, 1 plugin, empty cache", {
         let one = one.path().to_owned();
         move || {
@@ -337,6 +352,160 @@ fn main() {
         "per plugin (3 plugins - 0 plugins, / 3): {:.3} ms",
         (medians[THREE] - medians[ZERO]) / 3.0
     );
+    if let (Some(floor), Some(inactive), Some(edit)) = (
+        medians.get(RUNTIME_FLOOR),
+        medians.get(SHIM_INACTIVE),
+        medians.get(SHIM_EDIT),
+    ) {
+        println!(
+            "runtime shim over exec'ing the runtime: {:.3} ms with no plugin active, \
+             {:.3} ms editing for 8 GPUs",
+            inactive - floor,
+            edit - floor
+        );
+    }
+}
+
+/// The runtime shim's scenarios: a fake host of 8 GPUs (the fixture's 2
+/// and 6 more), two bundles (one asking for every GPU, one for none), and
+/// `/bin/true` as the runtime.
+struct ShimBench {
+    gpus: TempDir,
+    none: TempDir,
+    original: Vec<u8>,
+    command: std::rc::Rc<dyn Fn(&Path) -> Command>,
+}
+
+impl ShimBench {
+    fn new(host: &Path, hookhost: &Path, plugins: &Path, cache: &Path) -> Self {
+        let gpus_dir = host.join("proc/driver/nvidia/gpus");
+        let first = std::fs::read_to_string(gpus_dir.join("0000:3b:00.0/information")).unwrap();
+        for minor in 2..8 {
+            let bus = format!("0000:{:02x}:00.0", 0x10 + minor);
+            let info = first
+                .replace("Device Minor: \t 0", &format!("Device Minor: \t {minor}"))
+                .replace("0000:3b:00.0", &bus)
+                .replace("2d0b7e4f1a93", &format!("2d0b7e4f1a{minor:02}"));
+            std::fs::create_dir_all(gpus_dir.join(&bus)).unwrap();
+            std::fs::write(gpus_dir.join(&bus).join("information"), info).unwrap();
+            let node = host.join(format!("dev/nvidia{minor}"));
+            let made = Command::new("mknod")
+                .args(["-m", "0666"])
+                .arg(&node)
+                .args(["c", "195", &minor.to_string()])
+                .status()
+                .unwrap();
+            assert!(made.success(), "mknod {}", node.display());
+        }
+        let bundle = |env: &[&str]| {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::create_dir(dir.path().join("rootfs")).unwrap();
+            let config = serde_json::json!({
+                "ociVersion": "1.0.2",
+                "root": {"path": "rootfs"},
+                "process": {"user": {"uid": 0, "gid": 0}, "args": ["/bin/sh"], "cwd": "/", "env": env},
+                "mounts": [{"destination": "/proc", "type": "proc", "source": "proc"}],
+                "linux": {"resources": {"devices": [{"allow": false, "access": "rwm"}]}},
+            });
+            std::fs::write(dir.path().join("config.json"), config.to_string()).unwrap();
+            dir
+        };
+        let gpus = bundle(&[
+            "PATH=/bin",
+            "NVIDIA_VISIBLE_DEVICES=all",
+            "NVIDIA_DRIVER_CAPABILITIES=all",
+        ]);
+        let none = bundle(&["PATH=/bin"]);
+        let original = std::fs::read(gpus.path().join("config.json")).unwrap();
+        let (hookhost, plugins, cache, host) = (
+            hookhost.to_owned(),
+            plugins.to_owned(),
+            cache.to_owned(),
+            host.to_owned(),
+        );
+        let command = std::rc::Rc::new(move |bundle: &Path| {
+            let mut cmd = Command::new(&hookhost);
+            cmd.arg("--plugins-dir")
+                .arg(&plugins)
+                .arg("--cache-dir")
+                .arg(&cache)
+                .arg("--host-root")
+                .arg(&host)
+                .args(["runtime", "--runtime-path", "/bin/true", "--"])
+                .args(runtime_args(bundle));
+            cmd
+        });
+        let bench = ShimBench {
+            gpus,
+            none,
+            original,
+            command,
+        };
+        bench.report_edit();
+        bench
+    }
+
+    /// Runs the shim once and says how big the edit it measures is.
+    fn report_edit(&self) {
+        check(
+            &(self.command)(self.gpus.path()).output().unwrap(),
+            "the shim with 8 GPUs",
+        );
+        let path = self.gpus.path().join("config.json");
+        let edited: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let count = |v: &serde_json::Value| v.as_array().map_or(0, Vec::len);
+        println!(
+            "shim edit: {} device nodes, {} allow rules, {} mounts added, a hook entry: {}",
+            count(&edited["linux"]["devices"]),
+            count(&edited["linux"]["resources"]["devices"]) - 1,
+            count(&edited["mounts"]) - 1,
+            edited["hooks"]["createRuntime"].is_array()
+        );
+        std::fs::write(&path, &self.original).unwrap();
+    }
+
+    fn scenarios(&self) -> Vec<Scenario> {
+        let none = self.none.path().to_owned();
+        let floor = {
+            let none = none.clone();
+            move || {
+                let mut cmd = Command::new("/bin/true");
+                cmd.args(runtime_args(&none));
+                (cmd, None)
+            }
+        };
+        let inactive = {
+            let command = self.command.clone();
+            move || (command(&none), None)
+        };
+        let editing = {
+            let (command, gpus, original) = (
+                self.command.clone(),
+                self.gpus.path().to_owned(),
+                self.original.clone(),
+            );
+            move || {
+                std::fs::write(gpus.join("config.json"), &original).unwrap();
+                (command(&gpus), None)
+            }
+        };
+        vec![
+            scenario(RUNTIME_FLOOR, floor),
+            scenario(SHIM_INACTIVE, inactive),
+            scenario(SHIM_EDIT, editing),
+        ]
+    }
+}
+
+/// `create` as Docker passes it to a runtime.
+fn runtime_args(bundle: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = ["--root", "/run/hookhost-bench", "create", "--bundle"]
+        .map(Into::into)
+        .to_vec();
+    args.push(bundle.as_os_str().to_owned());
+    args.extend(["--pid-file".into(), "/dev/null".into(), "bench".into()]);
+    args
 }
 
 /// Copies the hostile component into `dir` as NAME.wasm, with a noop manifest.

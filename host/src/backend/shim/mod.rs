@@ -36,7 +36,8 @@ use serde_json::Value;
 use crate::config::Inventory;
 use crate::context::{ContainerContext, ContextError, OciState, Stage};
 use crate::evaluate::{evaluate, EvalError, Outcome};
-use crate::lowering::lower;
+use crate::hostfs::HostError;
+use crate::lowering::{lower, Op};
 use crate::runtime::Runtime;
 use hooks::HookConfig;
 use spec_edit::EditError;
@@ -70,6 +71,12 @@ pub enum ShimError {
     Evaluate(#[from] EvalError),
     #[error(transparent)]
     Edit(#[from] EditError),
+    #[error("plugin `{plugin}`: bind {path}: {source}")]
+    Source {
+        plugin: String,
+        path: String,
+        source: HostError,
+    },
     #[error("{} is not valid JSON: {source}", path.display())]
     Json {
         path: PathBuf,
@@ -155,6 +162,20 @@ pub fn prepare(
         show(&evaluation.outcomes);
         // The spec names owners as the container sees them: no mapping.
         let lowered = lower(&evaluation.plan, &[], &[]).expect("identity maps every id");
+        // runc will mount each source by its path: it must still be the
+        // file the allow-list passed, through directories only root writes.
+        for op in &lowered.ops {
+            if let Op::Bind { host_path, .. } = &op.what {
+                runtime
+                    .host()
+                    .find_planned(host_path)
+                    .map_err(|source| ShimError::Source {
+                        plugin: op.plugin.clone(),
+                        path: op.what.path().to_string(),
+                        source,
+                    })?;
+            }
+        }
         spec_edit::apply(&mut config, &lowered, runtime.host().root())?;
         if !spec_edit::hook_part(lowered).ops.is_empty() {
             hooks::append(
@@ -185,8 +206,10 @@ fn hook_entry(command: &[OsString]) -> Value {
 }
 
 /// Replaces `path` with `config`: written to a new file beside it with the
-/// same mode and owner, synced, then renamed over it, so a reader (and the
-/// runtime) sees the old file or the new one, never a part.
+/// same mode and owner, then renamed over it, so a reader (and the runtime)
+/// sees the old file or the new one, never a part. Not synced: a bundle is
+/// the state of one container start, which a crash ends anyway, and an
+/// fsync would cost the start milliseconds on a disk.
 fn replace(path: &Path, config: &Value) -> Result<(), ShimError> {
     let fail = |source| ShimError::Write {
         path: path.to_path_buf(),
@@ -204,7 +227,6 @@ fn replace(path: &Path, config: &Value) -> Result<(), ShimError> {
     std::os::unix::fs::fchown(&*file, Some(old.uid()), Some(old.gid())).map_err(fail)?;
     file.set_permissions(std::fs::Permissions::from_mode(old.mode() & 0o7777))
         .map_err(fail)?;
-    file.sync_all().map_err(fail)?;
     new.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }

@@ -250,7 +250,7 @@ fn failing_plugins() -> tempfile::TempDir {
 }
 
 /// A dockerd of the test's: its own socket, data root, exec root (and so
-/// its own containerd), pidfile and daemon.json, with these `runtimes`.
+/// its own containerd), pidfile and daemon.json (`daemon`).
 struct Docker {
     docker: PathBuf,
     socket: PathBuf,
@@ -260,12 +260,12 @@ struct Docker {
 }
 
 impl Docker {
-    fn start(dir: &Path, runtimes: Value) -> Option<Docker> {
+    fn start(dir: &Path, daemon: Value) -> Option<Docker> {
         let dockerd = tool("dockerd", "docker.io")?;
         let docker = tool("docker", "docker.io")?;
         runc()?;
         let config = dir.join("daemon.json");
-        std::fs::write(&config, json!({ "runtimes": runtimes }).to_string()).unwrap();
+        std::fs::write(&config, daemon.to_string()).unwrap();
         let socket = dir.join("docker.sock");
         let exec_root = dir.join("exec");
         let mut cmd = Command::new(dockerd);
@@ -325,7 +325,8 @@ fn docker_runs_a_gpu_container_through_the_hookhost_runtime() {
         host.path(),
         &dir.path().join("cache"),
     ));
-    let Some(docker) = Docker::start(dir.path(), json!({ "hookhost": runtime })) else {
+    let daemon = json!({"runtimes": {"hookhost": runtime}});
+    let Some(docker) = Docker::start(dir.path(), daemon) else {
         return;
     };
     docker.import(&rootfs_tar(dir.path()), "hookhost-busybox");
@@ -368,7 +369,7 @@ fn docker_runs_a_gpu_container_through_the_hookhost_runtime() {
 }
 
 #[test]
-fn a_failing_plugin_fails_docker_run_with_hookhosts_message() {
+fn a_failing_plugin_fails_docker_run_with_hookhosts_message_through_the_default_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let host = fake_host("nvidia");
     let plugins = failing_plugins();
@@ -377,16 +378,19 @@ fn a_failing_plugin_fails_docker_run_with_hookhosts_message() {
         host.path(),
         &dir.path().join("cache"),
     ));
-    let Some(docker) = Docker::start(dir.path(), json!({ "hookhost": runtime })) else {
+    // As the default runtime: no --runtime on the command line.
+    let daemon = json!({"runtimes": {"hookhost": runtime}, "default-runtime": "hookhost"});
+    let Some(docker) = Docker::start(dir.path(), daemon) else {
         return;
     };
     docker.import(&rootfs_tar(dir.path()), "hookhost-busybox");
-    let out = output(
-        docker
-            .cmd()
-            .args(["run", "--rm", "--network=none", "--runtime=hookhost"])
-            .args(["-e", "SCRIPTED=1", "hookhost-busybox", "echo", "started"]),
-    );
+    let out = output(docker.cmd().args(["run", "--rm", "--network=none"]).args([
+        "-e",
+        "SCRIPTED=1",
+        "hookhost-busybox",
+        "echo",
+        "started",
+    ]));
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(!stdout(&out).contains("started"), "the container never ran");
@@ -448,7 +452,7 @@ fn ctr_runs_a_gpu_container_with_hookhost_runtime_as_its_runc_binary() {
 }
 
 #[test]
-fn podman_runs_a_gpu_container_through_hookhost_runtime() {
+fn podman_runs_a_gpu_container_through_hookhost_runtime_as_its_default_runtime() {
     let Some(podman) = tool("podman", "podman") else {
         return;
     };
@@ -456,13 +460,15 @@ fn podman_runs_a_gpu_container_through_hookhost_runtime() {
     let dir = tempfile::tempdir().unwrap();
     let host = gpu_host();
     let (link, options) = runtime_link(dir.path(), host.path());
-    // conmon hands the runtime only the variables of `conmon_env_vars`,
-    // not podman's environment: the options file is named there.
+    // hookhost-runtime as podman's default runtime. conmon hands the
+    // runtime only the variables of `conmon_env_vars`, not podman's
+    // environment: the options file is named there.
     let conf = dir.path().join("containers.conf");
     let text = format!(
         "[engine]\n\
          conmon_env_vars = [\"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\", \
          \"HOOKHOST_RUNTIME_CONFIG={}\"]\n\
+         runtime = \"hookhost\"\n\
          [engine.runtimes]\nhookhost = [{:?}]\n",
         options.display(),
         link,
@@ -486,7 +492,7 @@ fn podman_runs_a_gpu_container_through_hookhost_runtime() {
     succeeded("podman import", out);
     let out = output(
         podman()
-            .args(["run", "--rm", "--network=none", "--runtime=hookhost"])
+            .args(["run", "--rm", "--network=none"])
             // podman raises nofile and nproc to its defaults, above the hard
             // limits runc may set here ("error setting rlimits").
             .args([

@@ -228,12 +228,22 @@ fn test_options(plugins_dir: &Path, host: &Path, cache: &Path) -> Vec<Value> {
 }
 
 /// The `hookhost-runtime` link, in `dir`, and its options file (the test's
-/// stand-in for /etc/hookhost/runtime.json).
+/// stand-in for /etc/hookhost/runtime.json): the installed plugins and the
+/// failing one of [`failing_plugins`].
 fn runtime_link(dir: &Path, host: &Path) -> (PathBuf, PathBuf) {
     let link = dir.join("hookhost-runtime");
     std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_hookhost"), &link).unwrap();
+    let plugins_dir = dir.join("plugins.d");
+    std::fs::create_dir(&plugins_dir).unwrap();
+    let failing = failing_plugins();
+    for from in [plugins().join("plugins.d"), failing.path().to_path_buf()] {
+        for entry in std::fs::read_dir(from).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, plugins_dir.join(path.file_name().unwrap())).unwrap();
+        }
+    }
     let options = dir.join("runtime.json");
-    let args = test_options(&plugins().join("plugins.d"), host, &dir.join("cache"));
+    let args = test_options(&plugins_dir, host, &dir.join("cache"));
     std::fs::write(&options, json!({ "args": args }).to_string()).unwrap();
     (link, options)
 }
@@ -399,7 +409,7 @@ fn a_failing_plugin_fails_docker_run_with_hookhosts_message_through_the_default_
 }
 
 #[test]
-fn ctr_runs_a_gpu_container_with_hookhost_runtime_as_its_runc_binary() {
+fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_plugin() {
     let (Some(containerd), Some(ctr)) =
         (tool("containerd", "containerd"), tool("ctr", "containerd"))
     else {
@@ -449,10 +459,24 @@ fn ctr_runs_a_gpu_container_with_hookhost_runtime_as_its_runc_binary() {
             .args(["sh", "-c", &gpu_script()]),
     );
     assert_gpu_container(&out);
+
+    // containerd reports a runtime's error from runc's JSON log.
+    let out = output(
+        ctr()
+            .args(["run", "--rm", "--snapshotter", "native", "--runc-binary"])
+            .arg(&link)
+            .args(["--env", "SCRIPTED=1", reference, &format!("{id}-failing")])
+            .args(["echo", "started"]),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!stdout(&out).contains("started"), "the container never ran");
+    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
+    assert!(err.contains("/etc/shadow"), "{err}");
 }
 
 #[test]
-fn podman_runs_a_gpu_container_through_hookhost_runtime_as_its_default_runtime() {
+fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_failing_plugin() {
     let Some(podman) = tool("podman", "podman") else {
         return;
     };
@@ -505,4 +529,21 @@ fn podman_runs_a_gpu_container_through_hookhost_runtime_as_its_default_runtime()
             .args(["sh", "-c", &gpu_script()]),
     );
     assert_gpu_container(&out);
+
+    let out = output(
+        podman()
+            .args(["run", "--rm", "--network=none"])
+            .args([
+                "--ulimit",
+                "nofile=1024:1024",
+                "--ulimit",
+                "nproc=1024:1024",
+            ])
+            .args(["-e", "SCRIPTED=1", "hookhost-busybox", "echo", "started"]),
+    );
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!stdout(&out).contains("started"), "the container never ran");
+    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
+    assert!(err.contains("/etc/shadow"), "{err}");
 }

@@ -460,7 +460,7 @@ fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_
     );
     assert_gpu_container(&out);
 
-    // containerd reports a runtime's error from runc's JSON log.
+    // A failure before runc runs reaches ctr's user as hookhost's message.
     let out = output(
         ctr()
             .args(["run", "--rm", "--snapshotter", "native", "--runc-binary"])
@@ -474,6 +474,43 @@ fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_
     assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
     assert!(err.contains("/etc/shadow"), "{err}");
 }
+
+/// podman's global options for storage, state and temporary files of its
+/// own in `dir` (no systemd here: cgroupfs, no journald).
+fn podman_storage(dir: &Path) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = Vec::new();
+    for (flag, sub) in [
+        ("--root", "root"),
+        ("--runroot", "run"),
+        ("--tmpdir", "tmp"),
+    ] {
+        args.extend([flag.into(), dir.join(sub).into()]);
+    }
+    for arg in [
+        "--storage-driver",
+        "vfs",
+        "--cgroup-manager",
+        "cgroupfs",
+        "--events-backend",
+        "none",
+    ] {
+        args.push(arg.into());
+    }
+    args
+}
+
+/// `podman run` for this machine: podman raises nofile and nproc to its
+/// defaults, above the hard limits runc may set here ("error setting
+/// rlimits").
+const PODMAN_RUN: &[&str] = &[
+    "run",
+    "--rm",
+    "--network=none",
+    "--ulimit",
+    "nofile=1024:1024",
+    "--ulimit",
+    "nproc=1024:1024",
+];
 
 #[test]
 fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_failing_plugin() {
@@ -501,14 +538,7 @@ fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_f
     let podman = || {
         let mut cmd = timed(&podman);
         cmd.env("CONTAINERS_CONF", &conf)
-            .arg("--root")
-            .arg(dir.path().join("root"))
-            .arg("--runroot")
-            .arg(dir.path().join("run"))
-            .arg("--tmpdir")
-            .arg(dir.path().join("tmp"))
-            .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs"])
-            .args(["--events-backend", "none"]);
+            .args(podman_storage(dir.path()));
         cmd
     };
     let tar = rootfs_tar(dir.path());
@@ -516,34 +546,68 @@ fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_f
     succeeded("podman import", out);
     let out = output(
         podman()
-            .args(["run", "--rm", "--network=none"])
-            // podman raises nofile and nproc to its defaults, above the hard
-            // limits runc may set here ("error setting rlimits").
-            .args([
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=1024:1024",
-            ])
+            .args(PODMAN_RUN)
             .args(["-e", "NVIDIA_VISIBLE_DEVICES=0", "hookhost-busybox"])
             .args(["sh", "-c", &gpu_script()]),
     );
     assert_gpu_container(&out);
 
-    let out = output(
-        podman()
-            .args(["run", "--rm", "--network=none"])
-            .args([
-                "--ulimit",
-                "nofile=1024:1024",
-                "--ulimit",
-                "nproc=1024:1024",
-            ])
-            .args(["-e", "SCRIPTED=1", "hookhost-busybox", "echo", "started"]),
-    );
+    let out = output(podman().args(PODMAN_RUN).args([
+        "-e",
+        "SCRIPTED=1",
+        "hookhost-busybox",
+        "echo",
+        "started",
+    ]));
     let err = stderr(&out);
     assert!(!out.status.success(), "{err}");
     assert!(!stdout(&out).contains("started"), "the container never ran");
     assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
     assert!(err.contains("/etc/shadow"), "{err}");
+}
+
+#[test]
+fn podman_with_hookhost_runtime_by_path_takes_its_options_from_etc_hookhost() {
+    let Some(podman) = tool("podman", "podman") else {
+        return;
+    };
+    let Some(_) = runc() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let host = gpu_host();
+    let (link, options) = runtime_link(dir.path(), host.path());
+    let tar = rootfs_tar(dir.path());
+    let out = output(
+        timed(&podman)
+            .args(podman_storage(dir.path()))
+            .arg("import")
+            .arg(&tar)
+            .arg("hookhost-busybox"),
+    );
+    succeeded("podman import", out);
+    // The default options file, /etc/hookhost/runtime.json, in a private
+    // mount namespace: an overlay over /etc takes it, the host's /etc
+    // gets nothing.
+    let (upper, work) = (dir.path().join("etc-upper"), dir.path().join("etc-work"));
+    std::fs::create_dir(&upper).unwrap();
+    std::fs::create_dir(&work).unwrap();
+    let out = output(
+        timed(Path::new("unshare"))
+            .args(["-m", "sh", "-c"])
+            .arg(
+                "mount --make-rprivate / && \
+                 mount -t overlay overlay -o \"lowerdir=/etc,upperdir=$1,workdir=$2\" /etc && \
+                 mkdir -p /etc/hookhost && cp \"$3\" /etc/hookhost/runtime.json && \
+                 shift 3 && exec \"$@\"",
+            )
+            .arg("sh")
+            .args([&upper, &work, &options])
+            .arg(&podman)
+            .args(podman_storage(dir.path()))
+            .args(PODMAN_RUN)
+            .arg("--runtime")
+            .arg(&link)
+            .args(["-e", "NVIDIA_VISIBLE_DEVICES=0", "hookhost-busybox"])
+            .args(["sh", "-c", &gpu_script()]),
+    );
+    assert_gpu_container(&out);
 }

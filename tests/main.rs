@@ -5,6 +5,7 @@ mod common;
 
 mod amd;
 mod cli;
+mod engines;
 mod fpga;
 mod nvidia;
 mod onload;

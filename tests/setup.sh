@@ -33,6 +33,10 @@ command -v runc >/dev/null || [[ -x /usr/sbin/runc ]] || missing+=(runc)
 dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' ||
     missing+=(busybox-static)
 command -v cc >/dev/null || missing+=(gcc)
+# The engine tests (tests/engines.rs) start their own dockerd (docker.io
+# brings containerd and ctr) and run podman with private storage.
+command -v dockerd >/dev/null || missing+=(docker.io)
+command -v podman >/dev/null || missing+=(podman)
 if ((${#missing[@]})); then
     need_root_for "installing ${missing[*]}"
     apt-get update

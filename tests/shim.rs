@@ -77,7 +77,7 @@ fn run_through_shim(bundle: &Bundle, host: &Path, runc: &Path, form: &[&OsStr]) 
     out
 }
 
-const GPU_SCRIPT: &str = "stat -c '%n %t:%T' /dev/nvidia0; \
+pub(crate) const GPU_SCRIPT: &str = "stat -c '%n %t:%T' /dev/nvidia0; \
      cat /dev/nvidia0 2>&1; \
      test -e /dev/nvidia1 && echo nvidia1-present; \
      echo x 2>&1 > /usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14 || echo write-refused; \
@@ -86,6 +86,20 @@ const GPU_SCRIPT: &str = "stat -c '%n %t:%T' /dev/nvidia0; \
 
 /// What the GPU container must have seen, and the linker cache it left.
 fn assert_gpu_container(bundle: &Bundle, out: &Output) {
+    assert_gpu_seen(out);
+    // hookhost's hook entry ran the host's ldconfig over the rootfs.
+    let listed = cache_listing(bundle);
+    assert!(
+        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        "{listed}"
+    );
+    // The engine's own hook still ran.
+    let log = std::fs::read_to_string(bundle.dir.path().join("hooks.log")).unwrap();
+    assert_eq!(log, "engine-hook\n");
+}
+
+/// What a container running [`GPU_SCRIPT`] with GPU 0 must have printed.
+pub(crate) fn assert_gpu_seen(out: &Output) {
     let text = format!("{}{}", stdout(out), stderr(out));
     assert!(out.status.success(), "the container must start:\n{text}");
     assert!(text.contains("/dev/nvidia0 c3:0"), "{text}");
@@ -118,18 +132,9 @@ fn assert_gpu_container(bundle: &Bundle, out: &Output) {
             "{option} missing: {mount}"
         );
     }
-    // hookhost's hook entry ran the host's ldconfig over the rootfs.
-    let listed = cache_listing(bundle);
-    assert!(
-        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
-        "{listed}"
-    );
-    // The engine's own hook still ran.
-    let log = std::fs::read_to_string(bundle.dir.path().join("hooks.log")).unwrap();
-    assert_eq!(log, "engine-hook\n");
 }
 
-fn gpu_host() -> tempfile::TempDir {
+pub(crate) fn gpu_host() -> tempfile::TempDir {
     let host = fake_host("nvidia");
     real_library(
         &host

@@ -15,6 +15,7 @@ use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::evaluate::{evaluate, Outcome, Status};
 use crate::hostfs::HostFs;
+use crate::install;
 use crate::lowering::lower;
 use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
 
@@ -81,6 +82,13 @@ enum Command {
     /// Example (Docker's daemon.json `runtimeArgs` end with the `--`):
     /// hookhost runtime --runtime-path /usr/sbin/runc -- --root /run/runc create --bundle B ID
     Runtime(RuntimeArgs),
+    /// Write what an engine needs to run hookhost: a hooks.d file for podman
+    /// and CRI-O, or print Docker's and containerd's runtime entries.
+    #[command(subcommand)]
+    Install(InstallCommand),
+    /// Remove what `install` wrote.
+    #[command(subcommand)]
+    Uninstall(UninstallCommand),
     /// Internal: the executor runs the host's ldconfig through this, in new
     /// namespaces and under resource limits (see backend::hook::ldconfig).
     #[command(name = ldconfig::COMMAND, hide = true)]
@@ -107,6 +115,53 @@ struct RuntimeArgs {
     /// The runtime's own arguments, after `--`: passed on unchanged.
     #[arg(last = true, value_name = "RUNTIME ARGS")]
     args: Vec<std::ffi::OsString>,
+}
+
+#[derive(Debug, Subcommand)]
+enum InstallCommand {
+    /// A containers/common hooks.d file (podman, CRI-O) that runs `hookhost
+    /// prestart`, with this command's global options and an empty `env`;
+    /// its `when` comes from the installed plugins' activation rules
+    /// (`always` where hooks.d cannot say them: environment variables,
+    /// alternatives).
+    HooksD {
+        /// The hooks directory.
+        #[arg(long, value_name = "DIR", default_value = install::HOOKS_D)]
+        dir: PathBuf,
+        /// Print the file instead of writing it.
+        #[arg(long)]
+        print: bool,
+        /// The host's ldconfig, by absolute path, for the hook.
+        #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
+        ldconfig: PathBuf,
+    },
+    /// Print the `runtimes` entry of Docker's daemon.json for the runtime
+    /// shim (merge it into /etc/docker/daemon.json, then reload dockerd).
+    Docker {
+        /// The real runtime [default: the shim's search].
+        #[arg(long, value_name = "PATH")]
+        runtime_path: Option<PathBuf>,
+    },
+    /// Print containerd's CRI runtime entry for the runtime shim (for
+    /// /etc/containerd/config.toml) and a Kubernetes RuntimeClass.
+    Containerd {
+        /// The `hookhost-runtime` link to hookhost (see `runtime`).
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "/usr/local/bin/hookhost-runtime"
+        )]
+        link: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum UninstallCommand {
+    /// Remove hookhost's hooks.d file (only if it is hookhost's).
+    HooksD {
+        #[arg(long, value_name = "DIR", default_value = install::HOOKS_D)]
+        dir: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -218,6 +273,14 @@ impl Cli {
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
             Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
             Command::Runtime(args) => runtime(&global, args),
+            Command::Install(command) => install(&global, command),
+            Command::Uninstall(UninstallCommand::HooksD { dir }) => {
+                match install::remove_hooks_d(&dir)? {
+                    Some(path) => println!("removed {}", path.display()),
+                    None => println!("no {} in {}", install::HOOKS_D_FILE, dir.display()),
+                }
+                Ok(ExitCode::SUCCESS)
+            }
             Command::LdconfigSandbox(args) => {
                 Ok(ldconfig::sandbox(&args.ldconfig, &args.rootfs, &args.dirs))
             }
@@ -423,6 +486,45 @@ fn runtime(global: &Global, args: RuntimeArgs) -> anyhow::Result<ExitCode> {
     }
     eprintln!("{message}");
     Ok(ExitCode::FAILURE)
+}
+
+/// `install`: hooks.d written (or printed), Docker's and containerd's
+/// entries printed.
+fn install(global: &Global, command: InstallCommand) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe()?;
+    match command {
+        InstallCommand::HooksD {
+            dir,
+            print,
+            ldconfig,
+        } => {
+            let inventory = global.inventory()?;
+            let (when, notes) = install::hooks_d_when(&inventory.plugins);
+            for note in &notes {
+                eprintln!("hookhost: note: `when` is `always`: {note}");
+            }
+            let mut command = vec![exe.into_os_string()];
+            command.extend(global.to_args());
+            command.extend(["prestart".into(), "--ldconfig".into(), ldconfig.into()]);
+            let file = install::hooks_d_file(&command, when);
+            let text = serde_json::to_string_pretty(&file)? + "\n";
+            if print {
+                print!("{text}");
+            } else {
+                let path = install::write_file(&dir, install::HOOKS_D_FILE, &text)?;
+                println!("wrote {}", path.display());
+            }
+        }
+        InstallCommand::Docker { runtime_path } => {
+            let mut args = global.to_args();
+            if let Some(path) = runtime_path {
+                args.extend(["--runtime-path".into(), path.into_os_string()]);
+            }
+            print!("{}", install::docker_snippet(&exe, &args));
+        }
+        InstallCommand::Containerd { link } => print!("{}", install::containerd_snippet(&link)),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The whole hook's deadline: a thread that sleeps until it and then ends

@@ -6,8 +6,10 @@
 //! [`runtime`]; every request passes the one gate, [`requests`];
 //! [`evaluate`] runs the active plugins and merges their requests into one
 //! [`plan`]; [`lowering`] turns the plan into ordered, typed operations;
-//! the [`backend`]s carry them out (the [`backend::hook`] executor) or show
-//! them ([`backend::dry_run`]), and [`audit`] records what was done.
+//! the [`backend`]s carry them out (the [`backend::hook`] executor, the
+//! [`backend::shim`] that edits config.json) or show them
+//! ([`backend::dry_run`]), and [`audit`] records what was done; [`install`]
+//! writes what the engines need to run hookhost.
 //! [`hostfs`] is the confined, read-only view of the host that plugins get,
 //! through the [`allow`]-list; the executor opens the sources a plan names
 //! in one module, [`backend::hook::sources`]; [`sys`] holds the one
@@ -24,6 +26,7 @@ pub mod error;
 pub mod evaluate;
 pub mod hostfs;
 pub mod input;
+pub mod install;
 pub mod limits;
 pub mod lowering;
 pub mod plan;

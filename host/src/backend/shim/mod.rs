@@ -193,10 +193,11 @@ pub fn prepare(
     Ok(Prepared::Edited { hook })
 }
 
-/// hookhost's hook entry: its own binary, by absolute path, with an empty
-/// environment (runc would otherwise hand it none, but say so: a copied
-/// entry moved to createContainer would get the image's).
-fn hook_entry(command: &[OsString]) -> Value {
+/// A hook entry running hookhost (`command`: its binary, by absolute path,
+/// then its arguments) with an empty environment (runc would hand a
+/// prestart hook none, but say so: a copied entry moved to createContainer
+/// would get the image's).
+pub fn hook_entry(command: &[OsString]) -> Value {
     let text = |s: &OsString| Value::String(s.to_string_lossy().into_owned());
     let mut args = command.iter().map(text);
     let path = args.next().unwrap_or(Value::Null);

@@ -261,7 +261,10 @@ impl Global {
             args.extend(["--plugins-dir".into(), dir.clone().into_os_string()]);
         }
         if self.host_root != Path::new("/") {
-            args.extend(["--host-root".into(), self.host_root.clone().into_os_string()]);
+            args.extend([
+                "--host-root".into(),
+                self.host_root.clone().into_os_string(),
+            ]);
         }
         if let Some(dir) = &self.cache_dir {
             args.extend(["--cache-dir".into(), dir.clone().into_os_string()]);

@@ -211,7 +211,8 @@ fn isolate(rootfs: &Path) -> Result<(), LdconfigError> {
     rebind_nodev(rootfs)?;
     nix::sys::prctl::set_no_new_privs().map_err(sys("prctl(PR_SET_NO_NEW_PRIVS)"))?;
     for (resource, limit) in LIMITS {
-        setrlimit(resource, limit, limit).map_err(sys(format!("setrlimit({resource:?}, {limit})")))?;
+        setrlimit(resource, limit, limit)
+            .map_err(sys(format!("setrlimit({resource:?}, {limit})")))?;
     }
     drop_capabilities()
 }
@@ -274,10 +275,8 @@ fn drop_capabilities() -> Result<(), LdconfigError> {
 /// first, in this (private) mount namespace only.
 fn detach_kernel_fs(rootfs: &Path) -> Result<(), LdconfigError> {
     // mountinfo shows resolved paths.
-    let rootfs = std::fs::canonicalize(rootfs).map_err(sys(format!(
-        "resolving {}",
-        rootfs.display()
-    )))?;
+    let rootfs =
+        std::fs::canonicalize(rootfs).map_err(sys(format!("resolving {}", rootfs.display())))?;
     let mountinfo = std::fs::read_to_string("/proc/self/mountinfo")
         .map_err(sys("reading /proc/self/mountinfo"))?;
     let mut points: Vec<String> = mountinfo

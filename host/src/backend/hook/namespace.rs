@@ -17,7 +17,10 @@ use super::target::TargetError;
 pub fn container_mount_ns(pid: i32) -> Result<File, TargetError> {
     let path = format!("/proc/{pid}/ns/mnt");
     let ns = File::open(&path).map_err(|source| TargetError::InitGone { pid, source })?;
-    let theirs = ns.metadata().map_err(TargetError::io("fstat", &path))?.ino();
+    let theirs = ns
+        .metadata()
+        .map_err(TargetError::io("fstat", &path))?
+        .ino();
     let ours = std::fs::metadata(OURS)
         .map_err(TargetError::io("stat", OURS))?
         .ino();
@@ -64,8 +67,9 @@ pub fn in_mount_ns<T: Send + 'static>(
         .name("hookhost-inject".into())
         .spawn(move || {
             unshare(CloneFlags::CLONE_FS).map_err(call("unshare(CLONE_FS)"))?;
-            setns(&ns, CloneFlags::CLONE_NEWNS)
-                .map_err(call("setns(CLONE_NEWNS) into the container's mount namespace"))?;
+            setns(&ns, CloneFlags::CLONE_NEWNS).map_err(call(
+                "setns(CLONE_NEWNS) into the container's mount namespace",
+            ))?;
             // The thread's own fs attributes now: modes are exactly as planned.
             umask(Mode::empty());
             work()

@@ -76,7 +76,9 @@ pub fn parse(args: &[OsString]) -> RuntimeArgs {
         if GLOBAL_SWITCHES.contains(&name) {
             continue;
         }
-        let value = inline.map(OsStr::to_os_string).or_else(|| rest.next().cloned());
+        let value = inline
+            .map(OsStr::to_os_string)
+            .or_else(|| rest.next().cloned());
         match name {
             "log" => parsed.log = value.map(PathBuf::from),
             "log-format" => parsed.log_json = value.as_deref() == Some(OsStr::new("json")),
@@ -100,7 +102,9 @@ pub fn parse(args: &[OsString]) -> RuntimeArgs {
         if CREATE_SWITCHES.contains(&name) {
             continue;
         }
-        let value = inline.map(OsStr::to_os_string).or_else(|| rest.next().cloned());
+        let value = inline
+            .map(OsStr::to_os_string)
+            .or_else(|| rest.next().cloned());
         if matches!(name, "bundle" | "b") {
             parsed.bundle = value.map(PathBuf::from);
         }
@@ -163,7 +167,9 @@ mod tests {
 
     #[test]
     fn the_id_is_the_first_argument_that_is_not_a_flag_or_its_value() {
-        let parsed = parse(&args("create --pid-file create -b /b --no-pivot id --bundle /x"));
+        let parsed = parse(&args(
+            "create --pid-file create -b /b --no-pivot id --bundle /x",
+        ));
         assert_eq!(parsed.id.as_deref(), Some("id"));
         // Go stops at the id: a later --bundle is an argument, not a flag.
         assert_eq!(parsed.bundle, Some(PathBuf::from("/b")));
@@ -175,7 +181,14 @@ mod tests {
 
     #[test]
     fn other_commands_are_not_creations() {
-        for line in ["start id", "delete --force id", "kill id 15", "state id", "", "--debug"] {
+        for line in [
+            "start id",
+            "delete --force id",
+            "kill id 15",
+            "state id",
+            "",
+            "--debug",
+        ] {
             assert!(!parse(&args(line)).creates, "{line}");
         }
     }

@@ -46,11 +46,12 @@ impl HookConfig {
     /// Reads `path`: a regular file (not followed if a link, as config.json
     /// is not), at most 1 MiB.
     pub fn read(path: &Path) -> Result<Self, HookConfigError> {
-        let bytes = input::read_regular(nix::fcntl::AT_FDCWD, path, Follow::No, LIMIT)
-            .map_err(|source| HookConfigError::Read {
+        let bytes = input::read_regular(nix::fcntl::AT_FDCWD, path, Follow::No, LIMIT).map_err(
+            |source| HookConfigError::Read {
                 path: path.to_path_buf(),
                 source,
-            })?;
+            },
+        )?;
         let invalid = |problem: String| HookConfigError::Invalid {
             path: path.to_path_buf(),
             problem,
@@ -85,7 +86,9 @@ impl HookConfig {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.stages.values().all(|h| h.as_array().is_none_or(Vec::is_empty))
+        self.stages
+            .values()
+            .all(|h| h.as_array().is_none_or(Vec::is_empty))
     }
 
     /// Puts these hooks before each stage's existing ones in `config`.
@@ -166,7 +169,10 @@ mod tests {
     #[test]
     fn a_config_with_an_unknown_stage_or_a_relative_path_is_refused() {
         let err = HookConfig::from_json(json!({"hooks": {"prestrat": []}})).unwrap_err();
-        assert!(err.starts_with("`hooks.prestrat` is not a hook stage"), "{err}");
+        assert!(
+            err.starts_with("`hooks.prestrat` is not a hook stage"),
+            "{err}"
+        );
         let err =
             HookConfig::from_json(json!({"hooks": {"prestart": [{"path": "hook"}]}})).unwrap_err();
         assert_eq!(err, "`hooks.prestart[0].path` is not an absolute path");

@@ -152,7 +152,11 @@ pub fn prepare(
         let lowered = lower(&evaluation.plan, &[], &[]).expect("identity maps every id");
         spec_edit::apply(&mut config, &lowered, runtime.host().root())?;
         if !spec_edit::hook_part(lowered).ops.is_empty() {
-            hooks::append(&mut config, "createRuntime", hook_entry(&options.hook_entry))?;
+            hooks::append(
+                &mut config,
+                "createRuntime",
+                hook_entry(&options.hook_entry),
+            )?;
             hook = true;
         }
     }
@@ -247,7 +251,10 @@ pub fn log_error(log: &Path, message: &str) {
         .open(log)
         .and_then(|mut f| writeln!(f, "{line}"));
     if let Err(e) = written {
-        eprintln!("hookhost: warning: cannot write the runtime log {}: {e}", log.display());
+        eprintln!(
+            "hookhost: warning: cannot write the runtime log {}: {e}",
+            log.display()
+        );
     }
 }
 

@@ -44,7 +44,11 @@ pub fn in_spec(op: &Op) -> bool {
 pub fn hook_part(lowered: Lowered) -> Lowered {
     Lowered {
         rules: Vec::new(),
-        ops: lowered.ops.into_iter().filter(|op| !in_spec(&op.what)).collect(),
+        ops: lowered
+            .ops
+            .into_iter()
+            .filter(|op| !in_spec(&op.what))
+            .collect(),
         env: Vec::new(),
     }
 }
@@ -339,8 +343,9 @@ mod tests {
         ]});
         let err = apply(&mut config, &gpu(), Path::new("/")).unwrap_err();
         assert!(
-            err.to_string()
-                .starts_with("plugin `gpu`: bind /usr/lib/libcuda.so.1: config.json already has a mount"),
+            err.to_string().starts_with(
+                "plugin `gpu`: bind /usr/lib/libcuda.so.1: config.json already has a mount"
+            ),
             "{err}"
         );
     }

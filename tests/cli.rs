@@ -92,7 +92,12 @@ fn a_malformed_state_file_is_named() {
         ),
     ] {
         std::fs::write(&state, text).unwrap();
-        let out = test_plan(b.path(), empty.path(), None, &[OsStr::new("--state"), state.as_ref()]);
+        let out = test_plan(
+            b.path(),
+            empty.path(),
+            None,
+            &[OsStr::new("--state"), state.as_ref()],
+        );
         assert_error(&out, &["state.json", want]);
     }
 }
@@ -603,7 +608,12 @@ fn an_oci_state_over_its_limit_is_refused_on_stdin_and_from_a_file() {
 
     let file = b.path().join("state.json");
     std::fs::write(&file, &state).unwrap();
-    let out = test_plan(b.path(), empty.path(), None, &[OsStr::new("--state"), file.as_ref()]);
+    let out = test_plan(
+        b.path(),
+        empty.path(),
+        None,
+        &[OsStr::new("--state"), file.as_ref()],
+    );
     assert_error(
         &out,
         &[&format!(

@@ -299,6 +299,40 @@ mod tests {
         );
     }
 
+    /// The kernel's verifier accepts every shape of program: the deny-all
+    /// ending, a rule cut off by allow-all, access subsets, wildcards.
+    #[test]
+    fn every_shape_of_program_passes_the_kernels_verifier() {
+        assert!(
+            nix::unistd::geteuid().is_root(),
+            "this test needs root: it loads BPF programs"
+        );
+        let spec: Vec<LinuxDeviceCgroup> = serde_json::from_str(
+            r#"[{"allow": false, "access": "rwm"},
+                {"allow": true, "type": "c", "major": 195, "access": "rw"},
+                {"allow": false, "type": "b", "minor": 3, "access": "m"}]"#,
+        )
+        .unwrap();
+        let mut rules: Vec<Rule> = spec.iter().map(|r| Rule::from_spec(r).unwrap()).collect();
+        rules.extend(devices_bpf::runc_defaults());
+        let allow_all: LinuxDeviceCgroup =
+            serde_json::from_str(r#"{"allow": true, "access": "rwm"}"#).unwrap();
+        let cut = vec![rules[1].clone(), Rule::from_spec(&allow_all).unwrap()];
+        for rules in [vec![], rules, cut] {
+            let insns = devices_bpf::program(&rules);
+            if let Err((errno, log)) = sys::bpf_load_device_program(&insns, "hookhost_test") {
+                panic!("{} instructions: {errno}: {log}", insns.len());
+            }
+        }
+        // And it would say so: a program without its exit is refused, with
+        // the verifier's reason.
+        let mut insns = devices_bpf::program(&[]);
+        insns.pop();
+        let (errno, log) = sys::bpf_load_device_program(&insns, "hookhost_test").unwrap_err();
+        assert_eq!(errno, Errno::EINVAL);
+        assert!(log.contains("exit"), "{log}");
+    }
+
     #[test]
     fn the_v2_cgroup_is_the_0_line() {
         let text = "12:pids:/user.slice\n0::/default/runc-abc\n";

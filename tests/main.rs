@@ -4,6 +4,7 @@
 mod common;
 
 mod amd;
+mod cgroup_v2;
 mod cli;
 mod engines;
 mod fpga;

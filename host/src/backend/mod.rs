@@ -39,15 +39,14 @@ pub struct Capabilities {
 impl Capabilities {
     /// What the back end that serves `stage` can do.
     pub fn of(stage: Stage) -> Self {
-        // A hook runs once the process's environment is fixed, and on cgroup
-        // v2 it would have to replace runc's BPF device program (not done:
-        // the executor refuses a plan with devices there, naming the
-        // runtime-shim and CDI routes).
+        // A hook runs once the process's environment is fixed. On cgroup v2
+        // it replaces runc's BPF device program with one built from the
+        // spec's rules and the plan's (hook::devices_bpf).
         let hook = |name| Capabilities {
             name,
             env: false,
             devices_v1: true,
-            devices_v2: false,
+            devices_v2: true,
             copies: true,
             symlinks: true,
             ldconfig: true,

@@ -7,7 +7,8 @@
 //!    device cgroup, and open every host source now, under the host root,
 //!    never from the image ([`open_sources`], through [`sources`], the one
 //!    module of privileged source opening).
-//! 2. Allow the devices in the container's device cgroup (host side).
+//! 2. Allow the devices in the container's device cgroup (host side):
+//!    `devices.allow` on cgroup v1, a rebuilt BPF device program on v2.
 //! 3. In a thread of its own that has entered the container's mount
 //!    namespace, create directories, device nodes, files and symlinks inside
 //!    the rootfs (see [`rootfs`]); last, the host's ldconfig in a sandbox of
@@ -20,6 +21,7 @@
 //! checklist itself is tested with recording fakes.
 
 pub mod cgroup;
+pub mod devices_bpf;
 pub mod flow;
 pub mod ldconfig;
 mod namespace;
@@ -97,8 +99,42 @@ pub trait Container {
 
 /// The container's device cgroup: step 2.
 pub trait DeviceCgroup {
-    fn allow(&mut self, rule: &DeviceRule) -> Result<(), Reason>;
-    fn deny(&mut self, rule: &DeviceRule) -> Result<(), Reason>;
+    /// Allows all of `rules`, or none: on an error nothing stays allowed.
+    /// (cgroup v2 replaces one program with all the rules at once, so the
+    /// rules come together.)
+    fn allow(&mut self, rules: &[DeviceRule]) -> Result<(), Refused>;
+    /// Takes back what `allow` allowed: the cgroup is as it was before.
+    fn revoke(&mut self) -> Result<(), Reason>;
+}
+
+/// Why [`DeviceCgroup::allow`] allowed nothing.
+#[derive(Debug)]
+pub struct Refused {
+    /// The rule refused, when the rules go one by one (v1); `None` when
+    /// they went together (v2).
+    pub rule: Option<usize>,
+    pub reason: Reason,
+}
+
+/// Allows `rules` one at a time with `allow`, or none: on a refusal, takes
+/// back those before it with `deny`, in reverse (best effort).
+pub fn one_by_one(
+    rules: &[DeviceRule],
+    mut allow: impl FnMut(&DeviceRule) -> Result<(), Reason>,
+    mut deny: impl FnMut(&DeviceRule) -> Result<(), Reason>,
+) -> Result<(), Refused> {
+    for (index, rule) in rules.iter().enumerate() {
+        if let Err(reason) = allow(rule) {
+            for rule in rules[..index].iter().rev() {
+                let _ = deny(rule);
+            }
+            return Err(Refused {
+                rule: Some(index),
+                reason,
+            });
+        }
+    }
+    Ok(())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -216,57 +252,59 @@ fn undo_all<C: Container>(
 
 const CGROUP_ALLOW: &str = "cgroup-allow";
 
-/// Allows every rule, or none: a failure revokes those already written.
+/// Allows every rule, or none, with one audit action per rule.
 fn allow_devices(
     cgroup: &mut dyn DeviceCgroup,
     rules: &[Attributed<DeviceRule>],
 ) -> (Vec<Action>, Result<(), HookError>) {
-    let mut actions = Vec::new();
-    for rule in rules {
-        let start = Instant::now();
-        let path = rule.what.to_string();
-        if let Err(reason) = cgroup.allow(&rule.what) {
-            actions.push(Action::timed(
-                &rule.plugin,
+    let start = Instant::now();
+    let what: Vec<DeviceRule> = rules.iter().map(|r| r.what.clone()).collect();
+    let result = cgroup.allow(&what);
+    let mut actions: Vec<Action> = rules
+        .iter()
+        .map(|r| {
+            Action::timed(
+                &r.plugin,
                 CGROUP_ALLOW,
-                &path,
-                Outcome::Failed,
+                &r.what.to_string(),
+                Outcome::Done,
                 start,
-            ));
-            let allowed = actions.len() - 1;
-            revoke_devices(cgroup, &rules[..allowed], &mut actions[..allowed]);
-            let err = HookError::Step {
-                plugin: rule.plugin.clone(),
-                action: CGROUP_ALLOW,
-                path,
-                reason,
-                undo: Vec::new(),
-            };
-            return (actions, Err(err));
+            )
+        })
+        .collect();
+    let Err(Refused { rule, reason }) = result else {
+        return (actions, Ok(()));
+    };
+    let (plugin, path) = match rule {
+        // One by one: those before it were taken back, those after it
+        // never tried.
+        Some(index) => {
+            actions.truncate(index + 1);
+            for action in &mut actions[..index] {
+                action.outcome = Outcome::Undone;
+            }
+            actions[index].outcome = Outcome::Failed;
+            (rules[index].plugin.clone(), actions[index].path.clone())
         }
-        actions.push(Action::timed(
-            &rule.plugin,
-            CGROUP_ALLOW,
-            &path,
-            Outcome::Done,
-            start,
-        ));
-    }
-    (actions, Ok(()))
-}
-
-/// Revokes `rules`, allowed by [`allow_devices`] with `actions` (one each,
-/// in the same order), marking the actions undone.
-fn revoke_devices(
-    cgroup: &mut dyn DeviceCgroup,
-    rules: &[Attributed<DeviceRule>],
-    actions: &mut [Action],
-) {
-    for (rule, action) in rules.iter().zip(actions).rev() {
-        if cgroup.deny(&rule.what).is_ok() {
-            action.outcome = Outcome::Undone;
+        // All together: every rule failed with the one error.
+        None => {
+            for action in &mut actions {
+                action.outcome = Outcome::Failed;
+            }
+            let mut plugins: Vec<&str> = rules.iter().map(|r| r.plugin.as_str()).collect();
+            plugins.dedup();
+            let paths: Vec<&str> = actions.iter().map(|a| a.path.as_str()).collect();
+            (plugins.join(", "), paths.join(", "))
         }
-    }
+    };
+    let err = HookError::Step {
+        plugin,
+        action: CGROUP_ALLOW,
+        path,
+        reason,
+        undo: Vec::new(),
+    };
+    (actions, Err(err))
 }
 
 /// Steps 2 to 4 in their order: the cgroup rules first (a node the
@@ -285,10 +323,21 @@ fn apply(
         return (actions, allowed);
     }
     let allowed = actions.len();
-    let (step_actions, result) = rootfs();
+    let (step_actions, mut result) = rootfs();
     actions.extend(step_actions);
-    if result.is_err() {
-        revoke_devices(cgroup, rules, &mut actions[..allowed]);
+    if let Err(err) = &mut result {
+        match cgroup.revoke() {
+            Ok(()) => {
+                for action in &mut actions[..allowed] {
+                    action.outcome = Outcome::Undone;
+                }
+            }
+            Err(e) => {
+                if let HookError::Step { undo, .. } = err {
+                    undo.push(format!("{CGROUP_ALLOW}: {}", chain(e.as_ref())));
+                }
+            }
+        }
     }
     (actions, result)
 }
@@ -320,10 +369,9 @@ pub fn inject(
             Some(pid) => namespace::container_mount_ns(pid)?,
             None => namespace::own_mount_ns(ctx.pid)?,
         };
-        let cgroup = match (lowered.rules.is_empty(), init) {
-            (true, _) => None,
-            (false, Some(pid)) => Some(cgroup::V1::of_pid(pid)?),
-            (false, None) => Some(cgroup::V1::of_self()?),
+        let cgroup = match lowered.rules.is_empty() {
+            true => None,
+            false => Some(cgroup::of_process(init, spec_device_rules(ctx))?),
         };
         Ok::<_, TargetError>((mount_ns, cgroup))
     })();
@@ -337,7 +385,7 @@ pub fn inject(
     };
 
     let rootfs = ctx.rootfs.clone();
-    let cgroup = cgroup.as_mut().map(|c| c as &mut dyn DeviceCgroup);
+    let cgroup = cgroup.as_mut().map(|c| c.as_mut() as &mut dyn DeviceCgroup);
     apply(cgroup, &lowered.rules, || {
         // 3. The rootfs, from inside the container's mount namespace.
         namespace::in_mount_ns(mount_ns, move || {
@@ -346,6 +394,16 @@ pub fn inject(
         })
         .unwrap_or_else(|reason| (Vec::new(), Err(target(reason))))
     })
+}
+
+/// The spec's `linux.resources.devices`: the runtime's own rules.
+fn spec_device_rules(ctx: &ContainerContext) -> &[oci_spec::runtime::LinuxDeviceCgroup] {
+    ctx.spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.resources().as_ref())
+        .and_then(|r| r.devices().as_deref())
+        .unwrap_or(&[])
 }
 
 /// Turns the lowered operations into steps, opening every host source now
@@ -422,7 +480,7 @@ mod tests {
 
     #[derive(Debug, thiserror::Error)]
     #[error("{0}")]
-    struct Refused(&'static str);
+    struct Failed(&'static str);
 
     /// What the fakes were asked, in order, across both of them.
     type Log = Rc<RefCell<Vec<String>>>;
@@ -439,7 +497,7 @@ mod tests {
 
         fn create(&mut self, at: &Path, node: Node) -> Result<PathBuf, Reason> {
             if self.fail_at.as_deref() == Some(at) {
-                return Err(Box::new(Refused("immutable")));
+                return Err(Box::new(Failed("immutable")));
             }
             let kind = match node {
                 Node::Directory { .. } => "dir",
@@ -463,23 +521,59 @@ mod tests {
         }
     }
 
+    /// A v1-like cgroup (rules one by one), or with `together` a v2-like
+    /// one that refuses all at once.
     #[derive(Default)]
     struct FakeCgroup {
         log: Log,
         refuse: Option<&'static str>,
+        together: bool,
+        allowed: Vec<DeviceRule>,
     }
 
     impl DeviceCgroup for FakeCgroup {
-        fn allow(&mut self, rule: &DeviceRule) -> Result<(), Reason> {
-            if self.refuse == Some(rule.to_string().as_str()) {
-                return Err(Box::new(Refused("EPERM")));
+        fn allow(&mut self, rules: &[DeviceRule]) -> Result<(), Refused> {
+            if self.together {
+                if rules
+                    .iter()
+                    .any(|r| self.refuse == Some(r.to_string().as_str()))
+                {
+                    return Err(Refused {
+                        rule: None,
+                        reason: Box::new(Failed("EINVAL")),
+                    });
+                }
+                self.log
+                    .borrow_mut()
+                    .push(format!("replace {}", rules.len()));
+                return Ok(());
             }
-            self.log.borrow_mut().push(format!("allow {rule}"));
+            let (refuse, log) = (self.refuse, self.log.clone());
+            one_by_one(
+                rules,
+                |rule| {
+                    if refuse == Some(rule.to_string().as_str()) {
+                        return Err(Box::new(Failed("EPERM")));
+                    }
+                    log.borrow_mut().push(format!("allow {rule}"));
+                    Ok(())
+                },
+                |rule| {
+                    log.borrow_mut().push(format!("deny {rule}"));
+                    Ok(())
+                },
+            )?;
+            self.allowed = rules.to_vec();
             Ok(())
         }
 
-        fn deny(&mut self, rule: &DeviceRule) -> Result<(), Reason> {
-            self.log.borrow_mut().push(format!("deny {rule}"));
+        fn revoke(&mut self) -> Result<(), Reason> {
+            if self.together {
+                self.log.borrow_mut().push("restore".into());
+            }
+            for rule in std::mem::take(&mut self.allowed).iter().rev() {
+                self.log.borrow_mut().push(format!("deny {rule}"));
+            }
             Ok(())
         }
     }
@@ -625,6 +719,47 @@ mod tests {
                 ("test", Outcome::Failed),
             ]
         );
+    }
+
+    #[test]
+    fn rules_refused_together_all_fail_with_one_error() {
+        let mut cgroup = FakeCgroup {
+            refuse: Some("c 195:1 rwm"),
+            together: true,
+            ..FakeCgroup::default()
+        };
+        let (actions, result) = allow_devices(&mut cgroup, &rules(&[0, 1]));
+        assert_eq!(
+            result.unwrap_err().to_string(),
+            "plugin `p`: cgroup-allow c 195:0 rwm, c 195:1 rwm: EINVAL"
+        );
+        assert!(cgroup.log.borrow().is_empty());
+        assert!(actions.iter().all(|a| a.outcome == Outcome::Failed));
+        assert_eq!(actions.len(), 2);
+    }
+
+    #[test]
+    fn a_program_replaced_for_a_failed_rootfs_is_restored() {
+        let log = Log::default();
+        let mut cgroup = FakeCgroup {
+            log: log.clone(),
+            together: true,
+            ..FakeCgroup::default()
+        };
+        let mut fake = Fake {
+            log: log.clone(),
+            fail_at: Some("/usr/lib/libp.so.1".into()),
+        };
+        let (actions, result) = apply(Some(&mut cgroup), &rules(&[0, 1]), || {
+            run_steps(&mut fake, steps())
+        });
+        assert!(result.is_err());
+        assert_eq!(
+            *log.borrow(),
+            ["replace 2", "create dir /etc/p", "undo /etc/p", "restore"]
+        );
+        assert_eq!(actions[0].outcome, Outcome::Undone);
+        assert_eq!(actions[1].outcome, Outcome::Undone);
     }
 
     #[test]

@@ -43,14 +43,15 @@ pub enum TargetError {
     #[error("the injection thread panicked")]
     ThreadPanicked,
     #[error(
-        "process {pid} has no cgroup v1 devices controller (a cgroup v2 host?); hookhost cannot \
-         allow devices from a hook there: use the runtime-shim or CDI back end, where the \
-         runtime allows them"
+        "process {pid} has no cgroup v1 devices controller in /proc/{pid}/cgroup, and \
+         /sys/fs/cgroup is not a cgroup v2 mount"
     )]
     NoDevicesController { pid: String },
+    #[error("/sys/fs/cgroup is cgroup v2, but /proc/{pid}/cgroup has no v2 (0::) line")]
+    NoCgroupV2 { pid: String },
     #[error(
         "process {pid} is not in {} (a cgroup namespace?); hookhost cannot find the container's \
-         devices cgroup from here: run it as a prestart hook",
+         device cgroup from here: run it as a prestart hook",
         dir.display()
     )]
     NotInCgroup { pid: String, dir: PathBuf },

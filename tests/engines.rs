@@ -611,3 +611,79 @@ fn podman_with_hookhost_runtime_by_path_takes_its_options_from_etc_hookhost() {
     );
     assert_gpu_container(&out);
 }
+
+#[test]
+fn podman_runs_the_hooks_d_file_install_wrote_only_for_its_annotation() {
+    let Some(podman) = tool("podman", "podman") else {
+        return;
+    };
+    let Some(runc) = runc() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    // A plugin active on one annotation, making a directory the container
+    // can see.
+    let manifest = json!({
+        "activation": {"annotations": {"com\\.example\\.marker": "yes"}},
+        "settings": {"requests": [{"make-dir": {"container": "/hookhost-made", "mode": 493}}]},
+    });
+    let plugins = plugin_dir("scripted", "scripted", &manifest.to_string());
+    let hooks = dir.path().join("hooks.d");
+    let installed = hookhost([
+        "--plugins-dir".as_ref(),
+        plugins.path().as_os_str(),
+        "--cache-dir".as_ref(),
+        dir.path().join("cache").as_os_str(),
+        "install".as_ref(),
+        "hooks-d".as_ref(),
+        "--dir".as_ref(),
+        hooks.as_os_str(),
+    ]);
+    assert!(installed.status.success(), "{}", stderr(&installed));
+    let file: Value =
+        serde_json::from_str(&std::fs::read_to_string(hooks.join("hookhost.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        file["when"],
+        json!({"annotations": {"^(?:com\\.example\\.marker)$": "^(?:yes)$"}})
+    );
+    assert_eq!(file["hook"]["env"], json!([]));
+
+    let tar = rootfs_tar(dir.path());
+    let out = output(
+        timed(&podman)
+            .args(podman_storage(dir.path()))
+            .arg("import")
+            .arg(&tar)
+            .arg("hookhost-busybox"),
+    );
+    succeeded("podman import", out);
+    let run = |annotation: &[&str]| {
+        output(
+            timed(&podman)
+                .args(podman_storage(dir.path()))
+                .arg("--hooks-dir")
+                .arg(&hooks)
+                .args(PODMAN_RUN)
+                .arg("--runtime")
+                .arg(&runc)
+                .args(annotation)
+                .args(["hookhost-busybox", "sh", "-c"])
+                .arg("test -d /hookhost-made && echo made || echo not-made"),
+        )
+    };
+    let with = succeeded(
+        "podman run --annotation",
+        run(&["--annotation", "com.example.marker=yes"]),
+    );
+    assert_eq!(stdout(&with), "made\n", "{}", stderr(&with));
+    let without = succeeded("podman run", run(&[]));
+    assert_eq!(stdout(&without), "not-made\n", "{}", stderr(&without));
+
+    let removed = hookhost([
+        "uninstall".as_ref(),
+        "hooks-d".as_ref(),
+        "--dir".as_ref(),
+        hooks.as_os_str(),
+    ]);
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(!hooks.join("hookhost.json").exists());
+}

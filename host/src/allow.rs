@@ -7,6 +7,7 @@
 //! [`clean_absolute`].
 
 use std::path::{Component, Path, PathBuf};
+use std::sync::OnceLock;
 
 use glob::{MatchOptions, Pattern};
 
@@ -36,6 +37,20 @@ pub fn clean_absolute(path: &str) -> Result<PathBuf, String> {
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
     patterns: Vec<Pattern>,
+    /// Each pattern cut into its components, for [`Self::may_hold_below`]:
+    /// made on its first use, since only `glob` needs them and a container
+    /// start that activates no plugin should not pay for them.
+    components: OnceLock<Vec<Vec<Part>>>,
+}
+
+/// One component of a pattern.
+#[derive(Debug, Clone)]
+enum Part {
+    /// `**`: any depth.
+    AnyDepth,
+    /// A glob within one component, if it compiles alone (a `[` split by
+    /// a `/` does not: then no directory matches it).
+    Name(Option<Pattern>),
 }
 
 /// How every pattern matches: `*` never crosses a `/`.
@@ -56,7 +71,10 @@ impl AllowList {
                 Pattern::new(g).map_err(|e| format!("`{g}` is not a valid glob: {e}"))
             })
             .collect::<Result<_, _>>()?;
-        Ok(AllowList { patterns })
+        Ok(AllowList {
+            patterns,
+            components: OnceLock::new(),
+        })
     }
 
     pub fn allows(&self, path: &Path) -> bool {
@@ -73,14 +91,14 @@ impl AllowList {
     /// skip listing directories that can hold nothing allowed.
     pub fn may_hold_below(&self, dir: &Path) -> bool {
         let dir: Vec<_> = dir.iter().skip(1).collect();
-        self.patterns.iter().any(|pattern| {
-            let parts: Vec<&str> = pattern.as_str().split('/').skip(1).collect();
+        self.components().iter().any(|parts| {
             for (i, name) in dir.iter().enumerate() {
                 match parts.get(i) {
-                    Some(&"**") => return true,
-                    Some(part) => {
-                        let matched = Pattern::new(part)
-                            .is_ok_and(|p| p.matches_with(&name.to_string_lossy(), MATCH));
+                    Some(Part::AnyDepth) => return true,
+                    Some(Part::Name(pattern)) => {
+                        let matched = pattern
+                            .as_ref()
+                            .is_some_and(|p| p.matches_with(&name.to_string_lossy(), MATCH));
                         if !matched {
                             return false;
                         }
@@ -89,6 +107,25 @@ impl AllowList {
                 }
             }
             parts.len() > dir.len()
+        })
+    }
+
+    fn components(&self) -> &[Vec<Part>] {
+        self.components.get_or_init(|| {
+            self.patterns
+                .iter()
+                .map(|pattern| {
+                    pattern
+                        .as_str()
+                        .split('/')
+                        .skip(1)
+                        .map(|part| match part {
+                            "**" => Part::AnyDepth,
+                            part => Part::Name(Pattern::new(part).ok()),
+                        })
+                        .collect()
+                })
+                .collect()
         })
     }
 }

@@ -248,6 +248,16 @@ fn runtime_link(dir: &Path, host: &Path) -> (PathBuf, PathBuf) {
     (link, options)
 }
 
+/// What an engine says when [`failing_plugins`]' plugin fails the start of
+/// a container that would have printed `started`: hookhost's own line.
+fn assert_failed_with_hookhosts_message(out: &Output) {
+    let err = stderr(out);
+    assert!(!out.status.success(), "{err}");
+    assert!(!stdout(out).contains("started"), "the container never ran");
+    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
+    assert!(err.contains("/etc/shadow"), "{err}");
+}
+
 /// The `scripted` test plugin asking to copy a file outside its allow-list
 /// (active when the container has `SCRIPTED`).
 fn failing_plugins() -> tempfile::TempDir {
@@ -401,11 +411,7 @@ fn a_failing_plugin_fails_docker_run_with_hookhosts_message_through_the_default_
         "echo",
         "started",
     ]));
-    let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
-    assert!(!stdout(&out).contains("started"), "the container never ran");
-    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
-    assert!(err.contains("/etc/shadow"), "{err}");
+    assert_failed_with_hookhosts_message(&out);
 }
 
 #[test]
@@ -468,11 +474,7 @@ fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_
             .args(["--env", "SCRIPTED=1", reference, &format!("{id}-failing")])
             .args(["echo", "started"]),
     );
-    let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
-    assert!(!stdout(&out).contains("started"), "the container never ran");
-    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
-    assert!(err.contains("/etc/shadow"), "{err}");
+    assert_failed_with_hookhosts_message(&out);
 }
 
 /// podman's global options for storage, state and temporary files of its
@@ -559,11 +561,7 @@ fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_f
         "echo",
         "started",
     ]));
-    let err = stderr(&out);
-    assert!(!out.status.success(), "{err}");
-    assert!(!stdout(&out).contains("started"), "the container never ran");
-    assert!(err.contains("hookhost: plugin `scripted`"), "{err}");
-    assert!(err.contains("/etc/shadow"), "{err}");
+    assert_failed_with_hookhosts_message(&out);
 }
 
 #[test]

@@ -16,3 +16,4 @@ mod runc_attacks;
 mod sandbox;
 mod seed;
 mod shim;
+mod trial;

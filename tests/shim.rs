@@ -581,3 +581,41 @@ fn called_as_hookhost_runtime_the_shim_takes_its_options_from_a_file() {
         )
     );
 }
+
+#[test]
+fn the_hook_entry_names_the_plugins_and_host_by_absolute_paths() {
+    // runc runs hooks in the bundle: a relative --plugins-dir given to the
+    // shim would name another directory there (or none).
+    let host = gpu_host();
+    let bundle = gpu_bundle(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
+    let plugins_dir = plugins().join("plugins.d");
+    let parent = plugins_dir.parent().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_hookhost"))
+        .current_dir(parent)
+        .args(["--plugins-dir", "plugins.d", "--host-root"])
+        .arg(host.path())
+        .arg("--cache-dir")
+        .arg(bundle.dir.path().join("cache"))
+        .args([
+            "runtime",
+            "--runtime-path",
+            "/bin/true",
+            "--",
+            "create",
+            "--bundle",
+        ])
+        .arg(bundle.dir.path())
+        .arg("id")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let config = read_json(&bundle.dir.path().join("config.json"));
+    let args = &config["hooks"]["createRuntime"][0]["args"];
+    let at = |flag: &str| {
+        let args = args.as_array().unwrap();
+        let i = args.iter().position(|a| a == flag).unwrap();
+        args[i + 1].as_str().unwrap().to_string()
+    };
+    assert_eq!(Path::new(&at("--plugins-dir")), plugins_dir);
+    assert!(Path::new(&at("--host-root")).is_absolute());
+}

@@ -89,6 +89,13 @@ enum Command {
     /// Remove what `install` wrote.
     #[command(subcommand)]
     Uninstall(UninstallCommand),
+    /// Internal: the process of `test --run`'s container, which reports
+    /// what it sees at each planned path (see trial.rs).
+    #[command(name = crate::trial::INSPECT_COMMAND, hide = true)]
+    InspectContainer {
+        /// The expectations, as JSON.
+        expected: String,
+    },
     /// Internal: the executor runs the host's ldconfig through this, in new
     /// namespaces and under resource limits (see backend::hook::ldconfig).
     #[command(name = ldconfig::COMMAND, hide = true)]
@@ -235,6 +242,18 @@ struct TestArgs {
     /// Also show the plugins' debug messages.
     #[arg(short, long)]
     verbose: bool,
+
+    /// Then run the bundle for real: a copy of its rootfs under the runtime
+    /// (runc by default), hookhost as the stage's hook; the container's
+    /// process (hookhost, bound in) reports what it sees at every planned
+    /// path. Exit 1 when the hook fails or a path is not as planned.
+    #[arg(long)]
+    run: bool,
+
+    /// The runtime for --run, by absolute path [default: runc, found as
+    /// `hookhost runtime` finds it].
+    #[arg(long, value_name = "PATH", requires = "run")]
+    runtime: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -274,6 +293,16 @@ impl Cli {
             Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
             Command::Runtime(args) => runtime(&global, args),
             Command::Install(command) => install(&global, command),
+            Command::InspectContainer { expected } => {
+                let expected: Vec<crate::trial::Expect> = serde_json::from_str(&expected)?;
+                let (report, ok) = crate::trial::inspect(&expected);
+                print!("{report}");
+                Ok(if ok {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                })
+            }
             Command::Uninstall(UninstallCommand::HooksD { dir }) => {
                 match install::remove_hooks_d(&dir)? {
                     Some(path) => println!("removed {}", path.display()),
@@ -317,20 +346,23 @@ impl Global {
     }
 
     /// These options as arguments, for a hook entry that must see the
-    /// plugins and the host as this command does.
+    /// plugins and the host as this command does: paths made absolute,
+    /// since the runtime runs hooks in the bundle.
     fn to_args(&self) -> Vec<std::ffi::OsString> {
+        let absolute = |p: &Path| {
+            std::path::absolute(p)
+                .unwrap_or_else(|_| p.to_path_buf())
+                .into_os_string()
+        };
         let mut args = Vec::new();
         for dir in &self.plugins_dirs {
-            args.extend(["--plugins-dir".into(), dir.clone().into_os_string()]);
+            args.extend(["--plugins-dir".into(), absolute(dir)]);
         }
         if self.host_root != Path::new("/") {
-            args.extend([
-                "--host-root".into(),
-                self.host_root.clone().into_os_string(),
-            ]);
+            args.extend(["--host-root".into(), absolute(&self.host_root)]);
         }
         if let Some(dir) = &self.cache_dir {
-            args.extend(["--cache-dir".into(), dir.clone().into_os_string()]);
+            args.extend(["--cache-dir".into(), absolute(dir)]);
         }
         if self.no_cache {
             args.push("--no-cache".into());
@@ -375,21 +407,15 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
     }
     if let Some(expect) = &args.expect {
         let expected = dry_run::read_expected(expect)?;
-        return Ok(
-            match dry_run::diff(&expected, &evaluation.plan, &expect.display().to_string()) {
-                None => {
-                    eprintln!("hookhost: the plan matches {}", expect.display());
-                    ExitCode::SUCCESS
-                }
-                Some(diff) => {
-                    print!("{diff}");
-                    eprintln!("hookhost: the plan differs from {}", expect.display());
-                    ExitCode::FAILURE
-                }
-            },
-        );
-    }
-    if args.steps {
+        match dry_run::diff(&expected, &evaluation.plan, &expect.display().to_string()) {
+            None => eprintln!("hookhost: the plan matches {}", expect.display()),
+            Some(diff) => {
+                print!("{diff}");
+                eprintln!("hookhost: the plan differs from {}", expect.display());
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+    } else if args.steps {
         let ctx = &ctx;
         let lowered = lower(&evaluation.plan, &ctx.uid_mappings, &ctx.gid_mappings)?;
         print!("{}", dry_run::render_steps(&lowered));
@@ -401,6 +427,40 @@ fn test(global: &Global, args: TestArgs) -> anyhow::Result<ExitCode> {
             dry_run::render(&evaluation.plan, &evaluation.outcomes)
         );
     }
+    if args.run {
+        return trial_run(global, &ctx, &evaluation.plan, args.runtime.as_deref());
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `test --run`: the plan carried out under a real runtime on a copy of
+/// the bundle (see trial.rs).
+fn trial_run(
+    global: &Global,
+    ctx: &ContainerContext,
+    plan: &crate::plan::Plan,
+    runtime: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
+    let lowered = lower(plan, &ctx.uid_mappings, &ctx.gid_mappings)?;
+    let config = serde_json::from_slice(&ContainerContext::read_config(&ctx.bundle)?)?;
+    let mut hookhost = vec![std::env::current_exe()?.into_os_string()];
+    hookhost.extend(global.to_args());
+    let runtime = shim::find_runtime(runtime)?;
+    println!("\nrunning it under {}:", runtime.display());
+    let (ok, said) = crate::trial::run(crate::trial::Trial {
+        rootfs: &ctx.rootfs,
+        config,
+        stage: ctx.stage,
+        hookhost,
+        runtime: &runtime,
+        expected: crate::trial::expectations(&lowered),
+    })?;
+    print!("{said}");
+    if !ok {
+        eprintln!("hookhost: the container did not see the plan (see above)");
+        return Ok(ExitCode::FAILURE);
+    }
+    eprintln!("hookhost: the container saw the plan");
     Ok(ExitCode::SUCCESS)
 }
 

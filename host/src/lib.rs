@@ -9,7 +9,8 @@
 //! the [`backend`]s carry them out (the [`backend::hook`] executor, the
 //! [`backend::shim`] that edits config.json) or show them
 //! ([`backend::dry_run`]), and [`audit`] records what was done; [`install`]
-//! writes what the engines need to run hookhost.
+//! writes what the engines need to run hookhost; [`trial`] runs a bundle
+//! for real under the hook (`hookhost test --run`).
 //! [`hostfs`] is the confined, read-only view of the host that plugins get,
 //! through the [`allow`]-list; the executor opens the sources a plan names
 //! in one module, [`backend::hook::sources`]; [`sys`] holds the one
@@ -34,3 +35,4 @@ pub mod requests;
 pub mod runtime;
 pub mod static_policy;
 pub mod sys;
+pub mod trial;

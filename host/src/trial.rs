@@ -227,13 +227,11 @@ pub fn run(trial: Trial<'_>) -> Result<(bool, String), TrialError> {
         });
     }
     let mut config = trial.config;
-    let text = |s: &OsString| Value::String(s.to_string_lossy().into_owned());
-    let exe = text(&trial.hookhost[0]);
-    let mut hook_args: Vec<Value> = vec!["hookhost".into()];
-    hook_args.extend(trial.hookhost[1..].iter().map(text));
-    hook_args.push(command.into());
+    let exe = trial.hookhost[0].to_string_lossy().into_owned();
+    let mut hook = trial.hookhost.clone();
+    hook.push(command.into());
     config["root"] = json!({"path": rootfs, "readonly": false});
-    config["hooks"] = json!({hook_stage: [{"path": exe, "args": hook_args, "env": []}]});
+    config["hooks"] = json!({hook_stage: [crate::backend::shim::hook_entry(&hook)]});
     let expected = serde_json::to_string(&trial.expected).expect("JSON");
     config["process"]["args"] = json!([INSPECTOR, INSPECT_COMMAND, expected]);
     config["process"]["terminal"] = json!(false);

@@ -120,8 +120,14 @@ pub fn run(
         }
         return Ok(());
     }
-    let lowered = match lower(&plan, &ctx.uid_mappings, &ctx.gid_mappings) {
-        Ok(lowered) if options.after_shim => crate::backend::shim::spec_edit::hook_part(lowered),
+    // After the shim, the device nodes are the spec's (owners as the
+    // container sees them) and dropped here: only they use the mappings.
+    let lowered = if options.after_shim {
+        lower(&plan, &[], &[]).map(crate::backend::shim::spec_edit::hook_part)
+    } else {
+        lower(&plan, &ctx.uid_mappings, &ctx.gid_mappings)
+    };
+    let lowered = match lowered {
         Ok(lowered) => lowered,
         Err(unmapped) => {
             audit(&[], Some(unmapped.to_string()));

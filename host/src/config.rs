@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use nix::fcntl::AT_FDCWD;
-use regex::Regex;
+use regex_lite::Regex;
 use serde::Deserialize;
 
 use crate::allow::AllowList;

@@ -475,9 +475,16 @@ fn a_failing_plugin_fails_the_start_naming_it_and_leaves_config_json_as_it_was()
 
 #[test]
 fn without_an_active_plugin_config_json_is_not_rewritten() {
+    // No plugin active; then the NVIDIA policy active but asked for nothing.
+    for env in [&[][..], &["NVIDIA_VISIBLE_DEVICES=void"][..]] {
+        not_rewritten(env);
+    }
+}
+
+fn not_rewritten(env: &[&str]) {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");
-    let bundle = gpu_bundle(host.path(), &[], "echo started");
+    let bundle = gpu_bundle(host.path(), env, "echo started");
     let config = bundle.dir.path().join("config.json");
     let original = std::fs::read(&config).unwrap();
     use std::os::unix::fs::MetadataExt;

@@ -109,8 +109,8 @@ pub enum ShimError {
 /// What [`prepare`] did to config.json.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Prepared {
-    /// No plugin was active and no hooks were configured: not even read
-    /// past the activation check.
+    /// No hooks were configured, and no plugin was active (no engine
+    /// started) or the active ones asked for nothing: left as it was.
     Unchanged,
     /// Rewritten; `hook` says whether hookhost's hook entry was added.
     Edited { hook: bool },
@@ -160,6 +160,10 @@ pub fn prepare(
             }
         };
         show(&evaluation.outcomes);
+        if evaluation.plan.is_empty() && hook_config.is_none() {
+            // Active, and deciding on nothing (`NVIDIA_VISIBLE_DEVICES=void`).
+            return Ok(Prepared::Unchanged);
+        }
         // The spec names owners as the container sees them: no mapping.
         let lowered = lower(&evaluation.plan, &[], &[]).expect("identity maps every id");
         // runc will mount each source by its path: it must still be the

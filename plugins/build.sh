@@ -11,7 +11,7 @@ repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 out=${1:-$repo/target/hookhost}
 target=wasm32-wasip2
 # The WIT world the Python plugins are built against (wit/VERSION/).
-wit_version=0.1.1
+wit_version=0.2.0
 
 if [[ ! -d "$(rustc --print sysroot)/lib/rustlib/$target" ]]; then
     echo "build.sh: the Rust target $target is not installed; run: rustup target add $target" >&2

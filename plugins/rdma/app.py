@@ -156,3 +156,17 @@ class Policy(exports.Policy):
         except Err as e:
             raise Err(e.value if isinstance(e.value, str) else refused(e.value))
         log.log(log.Level.INFO, f"RDMA devices for the container: {', '.join(wanted)}")
+
+    def plan_devices(self, names):
+        """CDI: the named devices (as `devices` lists them) and the CM node."""
+        try:
+            devices = verbs_devices()
+            for name in names:
+                if name not in devices:
+                    have = ", ".join(sorted(devices)) or "none"
+                    raise Err(f"no RDMA device `{name}` on this host (it has: {have})")
+            for name in names:
+                inject.add_device(inject.Device(devices[name], None, None, None, None, None))
+            inject.add_device(inject.Device(RDMA_CM, None, None, None, None, None))
+        except Err as e:
+            raise Err(e.value if isinstance(e.value, str) else refused(e.value))

@@ -16,8 +16,6 @@ use std::sync::Arc;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::hookhost::policy::types::Error as WitError;
-use super::bindings::hookhost::policy::{container, host, inject, log, types};
 use super::clock::{BoundedClock, CallDeadline};
 use super::limiter::StoreCap;
 use crate::allow::AllowList;
@@ -138,252 +136,269 @@ impl WasiView for PluginState {
     }
 }
 
-impl From<RequestError> for WitError {
-    fn from(e: RequestError) -> Self {
-        match e {
-            RequestError::NotAllowed(m) => WitError::NotAllowed(m),
-            RequestError::NotFound(m) => WitError::NotFound(m),
-            RequestError::Invalid(m) => WitError::Invalid(m),
-            RequestError::Unsupported(m) => WitError::Unsupported(m),
-            RequestError::Conflict(m) => WitError::Conflict(m),
-            RequestError::Io(m) => WitError::Io(m),
-        }
-    }
-}
+// Each world this host speaks gets the same implementation of its imports
+// (their Rust types differ from world to world, their WIT does not).
+macro_rules! imports_of {
+    ($world:ident) => {
+        mod $world {
+            use super::*;
+            use crate::runtime::bindings::$world::hookhost::policy::types::Error as WitError;
+            use crate::runtime::bindings::$world::hookhost::policy::{
+                container, host, inject, log, types,
+            };
 
-type Answer<T> = wasmtime::Result<Result<T, WitError>>;
-
-impl types::Host for PluginState {}
-
-impl container::Host for PluginState {
-    fn id(&mut self) -> wasmtime::Result<String> {
-        Ok(self.ctx.id.clone())
-    }
-
-    fn current_stage(&mut self) -> wasmtime::Result<types::Stage> {
-        Ok(match self.ctx.stage {
-            Stage::Prestart => types::Stage::Prestart,
-            Stage::CreateRuntime => types::Stage::CreateRuntime,
-            Stage::CreateContainer => types::Stage::CreateContainer,
-            Stage::RuntimeShim => types::Stage::RuntimeShim,
-            Stage::Cdi => types::Stage::Cdi,
-        })
-    }
-
-    fn env_match(&mut self, flag: String) -> wasmtime::Result<bool> {
-        Ok(self.ctx.env_match(&flag))
-    }
-
-    fn getenv(&mut self, name: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.ctx.getenv(&name).map(str::to_string))
-    }
-
-    fn environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self
-            .ctx
-            .env
-            .iter()
-            .map(|entry| match entry.split_once('=') {
-                Some((name, value)) => (name.to_string(), value.to_string()),
-                None => (entry.clone(), String::new()),
-            })
-            .collect())
-    }
-
-    fn spec_devices(&mut self) -> wasmtime::Result<Vec<types::SpecDevice>> {
-        use oci_spec::runtime::LinuxDeviceType;
-        let listed = self
-            .ctx
-            .spec
-            .linux()
-            .as_ref()
-            .and_then(|l| l.devices().as_ref());
-        // The spec's numbers are i64; a value no device can have reads as 0.
-        let number = |n: i64| u32::try_from(n).unwrap_or(0);
-        Ok(listed
-            .into_iter()
-            .flatten()
-            .map(|d| types::SpecDevice {
-                path: d.path().display().to_string(),
-                kind: match d.typ() {
-                    LinuxDeviceType::B => types::FileKind::BlockDevice,
-                    LinuxDeviceType::P => types::FileKind::Fifo,
-                    _ => types::FileKind::CharDevice,
-                },
-                major: number(d.major()),
-                minor: number(d.minor()),
-            })
-            .collect())
-    }
-
-    fn annotation(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(self.ctx.annotations.get(&key).cloned())
-    }
-
-    fn annotations(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
-        Ok(self
-            .ctx
-            .annotations
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect())
-    }
-
-    fn args(&mut self) -> wasmtime::Result<Vec<String>> {
-        Ok(self.ctx.args.clone())
-    }
-
-    fn rootfs_readonly(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.ctx.rootfs_readonly)
-    }
-
-    fn uid_mappings(&mut self) -> wasmtime::Result<Vec<types::IdMapping>> {
-        Ok(self.ctx.uid_mappings.iter().map(wit_mapping).collect())
-    }
-
-    fn gid_mappings(&mut self) -> wasmtime::Result<Vec<types::IdMapping>> {
-        Ok(self.ctx.gid_mappings.iter().map(wit_mapping).collect())
-    }
-}
-
-fn wit_mapping(m: &crate::context::IdMapping) -> types::IdMapping {
-    types::IdMapping {
-        container_id: m.container_id,
-        host_id: m.host_id,
-        size: m.size,
-    }
-}
-
-impl host::Host for PluginState {
-    fn glob(&mut self, pattern: String) -> Answer<Vec<String>> {
-        if let Err(e) = limits::path("glob pattern", &pattern) {
-            return Ok(Err(e.into()));
-        }
-        let r = &self.requests;
-        Ok(r.host()
-            .glob(r.allow(), &pattern)
-            .map_err(|e| RequestError::from(e).into()))
-    }
-
-    fn stat(&mut self, path: String) -> Answer<types::FileStat> {
-        Ok(self
-            .requests
-            .stat(&path)
-            .map_err(Into::into)
-            .map(|st| types::FileStat {
-                kind: match st.kind {
-                    FileKind::Regular => types::FileKind::Regular,
-                    FileKind::Directory => types::FileKind::Directory,
-                    FileKind::Symlink => types::FileKind::Symlink,
-                    FileKind::CharDevice => types::FileKind::CharDevice,
-                    FileKind::BlockDevice => types::FileKind::BlockDevice,
-                    FileKind::Fifo => types::FileKind::Fifo,
-                    FileKind::Socket => types::FileKind::Socket,
-                },
-                mode: st.mode,
-                size: st.size,
-                major: st.major,
-                minor: st.minor,
-            }))
-    }
-
-    fn read_link(&mut self, path: String) -> Answer<String> {
-        if let Err(e) = limits::path("host path", &path) {
-            return Ok(Err(e.into()));
-        }
-        let r = &self.requests;
-        Ok(r.host()
-            .read_link(r.allow(), &path)
-            .map_err(|e| RequestError::from(e).into()))
-    }
-
-    fn read_file(&mut self, path: String, limit: u32) -> Answer<Vec<u8>> {
-        if let Err(e) = limits::path("host path", &path) {
-            return Ok(Err(e.into()));
-        }
-        let r = &self.requests;
-        Ok(r.host()
-            .read_file(r.allow(), &path, limit)
-            .map_err(|e| RequestError::from(e).into()))
-    }
-
-    fn settings(&mut self) -> wasmtime::Result<String> {
-        Ok(self.settings.clone())
-    }
-}
-
-impl inject::Host for PluginState {
-    fn add_device(&mut self, d: inject::Device) -> Answer<()> {
-        Ok(self
-            .requests
-            .add_device(DeviceRequest {
-                host_path: d.host_path,
-                container_path: d.container_path,
-                file_mode: d.file_mode,
-                uid: d.uid,
-                gid: d.gid,
-                permissions: d.permissions,
-            })
-            .map_err(Into::into))
-    }
-
-    fn copy_file(&mut self, f: inject::File) -> Answer<()> {
-        Ok(self
-            .requests
-            .add_file(FileRequest {
-                host_path: f.host_path,
-                container_path: f.container_path,
-                role: match f.role {
-                    inject::FileRole::Binary => plan::FileRole::Binary,
-                    inject::FileRole::Library => plan::FileRole::Library,
-                    inject::FileRole::Misc => plan::FileRole::Misc,
-                },
-                transfer: match f.transfer {
-                    inject::Transfer::Bind => plan::Transfer::Bind,
-                    inject::Transfer::Copy => plan::Transfer::Copy,
-                },
-            })
-            .map_err(Into::into))
-    }
-
-    fn make_dir(&mut self, path: String, mode: u32) -> Answer<()> {
-        Ok(self.requests.make_dir(&path, mode).map_err(Into::into))
-    }
-
-    fn symlink(&mut self, target: String, path: String) -> Answer<()> {
-        Ok(self.requests.symlink(&target, &path).map_err(Into::into))
-    }
-
-    fn set_env(&mut self, name: String, value: String) -> Answer<()> {
-        Ok(self.requests.set_env(&name, &value).map_err(Into::into))
-    }
-
-    fn run_ldconfig(&mut self) -> Answer<()> {
-        Ok(self.requests.run_ldconfig().map_err(Into::into))
-    }
-}
-
-impl log::Host for PluginState {
-    fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
-        if self.logs.len() >= MAX_LOG_LINES {
-            self.dropped_logs += 1;
-            return Ok(());
-        }
-        if message.len() > MAX_LOG_LINE {
-            let mut end = MAX_LOG_LINE;
-            while !message.is_char_boundary(end) {
-                end -= 1;
+            impl From<RequestError> for WitError {
+                fn from(e: RequestError) -> Self {
+                    match e {
+                        RequestError::NotAllowed(m) => WitError::NotAllowed(m),
+                        RequestError::NotFound(m) => WitError::NotFound(m),
+                        RequestError::Invalid(m) => WitError::Invalid(m),
+                        RequestError::Unsupported(m) => WitError::Unsupported(m),
+                        RequestError::Conflict(m) => WitError::Conflict(m),
+                        RequestError::Io(m) => WitError::Io(m),
+                    }
+                }
             }
-            message.truncate(end);
-            message.push('…');
+
+            type Answer<T> = wasmtime::Result<Result<T, WitError>>;
+
+            impl types::Host for PluginState {}
+
+            impl container::Host for PluginState {
+                fn id(&mut self) -> wasmtime::Result<String> {
+                    Ok(self.ctx.id.clone())
+                }
+
+                fn current_stage(&mut self) -> wasmtime::Result<types::Stage> {
+                    Ok(match self.ctx.stage {
+                        Stage::Prestart => types::Stage::Prestart,
+                        Stage::CreateRuntime => types::Stage::CreateRuntime,
+                        Stage::CreateContainer => types::Stage::CreateContainer,
+                        Stage::RuntimeShim => types::Stage::RuntimeShim,
+                        Stage::Cdi => types::Stage::Cdi,
+                    })
+                }
+
+                fn env_match(&mut self, flag: String) -> wasmtime::Result<bool> {
+                    Ok(self.ctx.env_match(&flag))
+                }
+
+                fn getenv(&mut self, name: String) -> wasmtime::Result<Option<String>> {
+                    Ok(self.ctx.getenv(&name).map(str::to_string))
+                }
+
+                fn environment(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+                    Ok(self
+                        .ctx
+                        .env
+                        .iter()
+                        .map(|entry| match entry.split_once('=') {
+                            Some((name, value)) => (name.to_string(), value.to_string()),
+                            None => (entry.clone(), String::new()),
+                        })
+                        .collect())
+                }
+
+                fn spec_devices(&mut self) -> wasmtime::Result<Vec<types::SpecDevice>> {
+                    use oci_spec::runtime::LinuxDeviceType;
+                    let listed = self
+                        .ctx
+                        .spec
+                        .linux()
+                        .as_ref()
+                        .and_then(|l| l.devices().as_ref());
+                    // The spec's numbers are i64; a value no device can have reads as 0.
+                    let number = |n: i64| u32::try_from(n).unwrap_or(0);
+                    Ok(listed
+                        .into_iter()
+                        .flatten()
+                        .map(|d| types::SpecDevice {
+                            path: d.path().display().to_string(),
+                            kind: match d.typ() {
+                                LinuxDeviceType::B => types::FileKind::BlockDevice,
+                                LinuxDeviceType::P => types::FileKind::Fifo,
+                                _ => types::FileKind::CharDevice,
+                            },
+                            major: number(d.major()),
+                            minor: number(d.minor()),
+                        })
+                        .collect())
+                }
+
+                fn annotation(&mut self, key: String) -> wasmtime::Result<Option<String>> {
+                    Ok(self.ctx.annotations.get(&key).cloned())
+                }
+
+                fn annotations(&mut self) -> wasmtime::Result<Vec<(String, String)>> {
+                    Ok(self
+                        .ctx
+                        .annotations
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.clone()))
+                        .collect())
+                }
+
+                fn args(&mut self) -> wasmtime::Result<Vec<String>> {
+                    Ok(self.ctx.args.clone())
+                }
+
+                fn rootfs_readonly(&mut self) -> wasmtime::Result<bool> {
+                    Ok(self.ctx.rootfs_readonly)
+                }
+
+                fn uid_mappings(&mut self) -> wasmtime::Result<Vec<types::IdMapping>> {
+                    Ok(self.ctx.uid_mappings.iter().map(wit_mapping).collect())
+                }
+
+                fn gid_mappings(&mut self) -> wasmtime::Result<Vec<types::IdMapping>> {
+                    Ok(self.ctx.gid_mappings.iter().map(wit_mapping).collect())
+                }
+            }
+
+            fn wit_mapping(m: &crate::context::IdMapping) -> types::IdMapping {
+                types::IdMapping {
+                    container_id: m.container_id,
+                    host_id: m.host_id,
+                    size: m.size,
+                }
+            }
+
+            impl host::Host for PluginState {
+                fn glob(&mut self, pattern: String) -> Answer<Vec<String>> {
+                    if let Err(e) = limits::path("glob pattern", &pattern) {
+                        return Ok(Err(e.into()));
+                    }
+                    let r = &self.requests;
+                    Ok(r.host()
+                        .glob(r.allow(), &pattern)
+                        .map_err(|e| RequestError::from(e).into()))
+                }
+
+                fn stat(&mut self, path: String) -> Answer<types::FileStat> {
+                    Ok(self
+                        .requests
+                        .stat(&path)
+                        .map_err(Into::into)
+                        .map(|st| types::FileStat {
+                            kind: match st.kind {
+                                FileKind::Regular => types::FileKind::Regular,
+                                FileKind::Directory => types::FileKind::Directory,
+                                FileKind::Symlink => types::FileKind::Symlink,
+                                FileKind::CharDevice => types::FileKind::CharDevice,
+                                FileKind::BlockDevice => types::FileKind::BlockDevice,
+                                FileKind::Fifo => types::FileKind::Fifo,
+                                FileKind::Socket => types::FileKind::Socket,
+                            },
+                            mode: st.mode,
+                            size: st.size,
+                            major: st.major,
+                            minor: st.minor,
+                        }))
+                }
+
+                fn read_link(&mut self, path: String) -> Answer<String> {
+                    if let Err(e) = limits::path("host path", &path) {
+                        return Ok(Err(e.into()));
+                    }
+                    let r = &self.requests;
+                    Ok(r.host()
+                        .read_link(r.allow(), &path)
+                        .map_err(|e| RequestError::from(e).into()))
+                }
+
+                fn read_file(&mut self, path: String, limit: u32) -> Answer<Vec<u8>> {
+                    if let Err(e) = limits::path("host path", &path) {
+                        return Ok(Err(e.into()));
+                    }
+                    let r = &self.requests;
+                    Ok(r.host()
+                        .read_file(r.allow(), &path, limit)
+                        .map_err(|e| RequestError::from(e).into()))
+                }
+
+                fn settings(&mut self) -> wasmtime::Result<String> {
+                    Ok(self.settings.clone())
+                }
+            }
+
+            impl inject::Host for PluginState {
+                fn add_device(&mut self, d: inject::Device) -> Answer<()> {
+                    Ok(self
+                        .requests
+                        .add_device(DeviceRequest {
+                            host_path: d.host_path,
+                            container_path: d.container_path,
+                            file_mode: d.file_mode,
+                            uid: d.uid,
+                            gid: d.gid,
+                            permissions: d.permissions,
+                        })
+                        .map_err(Into::into))
+                }
+
+                fn copy_file(&mut self, f: inject::File) -> Answer<()> {
+                    Ok(self
+                        .requests
+                        .add_file(FileRequest {
+                            host_path: f.host_path,
+                            container_path: f.container_path,
+                            role: match f.role {
+                                inject::FileRole::Binary => plan::FileRole::Binary,
+                                inject::FileRole::Library => plan::FileRole::Library,
+                                inject::FileRole::Misc => plan::FileRole::Misc,
+                            },
+                            transfer: match f.transfer {
+                                inject::Transfer::Bind => plan::Transfer::Bind,
+                                inject::Transfer::Copy => plan::Transfer::Copy,
+                            },
+                        })
+                        .map_err(Into::into))
+                }
+
+                fn make_dir(&mut self, path: String, mode: u32) -> Answer<()> {
+                    Ok(self.requests.make_dir(&path, mode).map_err(Into::into))
+                }
+
+                fn symlink(&mut self, target: String, path: String) -> Answer<()> {
+                    Ok(self.requests.symlink(&target, &path).map_err(Into::into))
+                }
+
+                fn set_env(&mut self, name: String, value: String) -> Answer<()> {
+                    Ok(self.requests.set_env(&name, &value).map_err(Into::into))
+                }
+
+                fn run_ldconfig(&mut self) -> Answer<()> {
+                    Ok(self.requests.run_ldconfig().map_err(Into::into))
+                }
+            }
+
+            impl log::Host for PluginState {
+                fn log(&mut self, level: log::Level, mut message: String) -> wasmtime::Result<()> {
+                    if self.logs.len() >= MAX_LOG_LINES {
+                        self.dropped_logs += 1;
+                        return Ok(());
+                    }
+                    if message.len() > MAX_LOG_LINE {
+                        let mut end = MAX_LOG_LINE;
+                        while !message.is_char_boundary(end) {
+                            end -= 1;
+                        }
+                        message.truncate(end);
+                        message.push('…');
+                    }
+                    let level = match level {
+                        log::Level::Debug => LogLevel::Debug,
+                        log::Level::Info => LogLevel::Info,
+                        log::Level::Warn => LogLevel::Warn,
+                        log::Level::Error => LogLevel::Error,
+                    };
+                    self.logs.push(LogLine { level, message });
+                    Ok(())
+                }
+            }
         }
-        let level = match level {
-            log::Level::Debug => LogLevel::Debug,
-            log::Level::Info => LogLevel::Info,
-            log::Level::Warn => LogLevel::Warn,
-            log::Level::Error => LogLevel::Error,
-        };
-        self.logs.push(LogLine { level, message });
-        Ok(())
-    }
+    };
 }
+
+imports_of!(v0_1);
+imports_of!(v0_2);

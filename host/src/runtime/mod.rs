@@ -43,20 +43,94 @@ use crate::plan::Plan;
 use crate::requests::DeviceGate;
 use imports::PluginState;
 
+/// One module per WIT minor line this host speaks, each generated from the
+/// newest patch of its line (a plugin built for an older patch imports a
+/// subset). Their imports share one implementation (`imports`).
 mod bindings {
-    wasmtime::component::bindgen!({
-        path: "../wit/0.1.1",
-        world: "plugin",
-        imports: { default: trappable },
-    });
+    pub mod v0_1 {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.1.1",
+            world: "plugin",
+            imports: { default: trappable },
+        });
+    }
+    pub mod v0_2 {
+        wasmtime::component::bindgen!({
+            path: "../wit/0.2.0",
+            world: "plugin",
+            imports: { default: trappable },
+        });
+    }
 }
-
-use bindings::exports::hookhost::policy::policy::Guest as Policy;
-pub use bindings::exports::hookhost::policy::policy::PluginInfo;
 
 /// The WIT package this host implements.
 pub const WIT_PACKAGE: &str = "hookhost:policy";
-pub const WIT_VERSION: (u64, u64, u64) = (0, 1, 1);
+
+/// A WIT world this host speaks: a minor line of `hookhost:policy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum World {
+    /// 0.1.0 and 0.1.1.
+    V0_1,
+    /// 0.2.0: adds `plan-devices`, for CDI specs.
+    V0_2,
+}
+
+impl World {
+    const ALL: [World; 2] = [World::V0_1, World::V0_2];
+
+    /// The newest version of the line this host speaks.
+    pub fn version(self) -> (u64, u64, u64) {
+        match self {
+            World::V0_1 => (0, 1, 1),
+            World::V0_2 => (0, 2, 0),
+        }
+    }
+
+    /// Whether a plugin of this world can plan named devices (CDI).
+    pub fn plans_devices(self) -> bool {
+        self != World::V0_1
+    }
+}
+
+/// "0.1.0 to 0.1.1, 0.2.0": what this host speaks, for messages.
+fn spoken() -> String {
+    let lines: Vec<String> = World::ALL
+        .iter()
+        .map(|w| match w.version() {
+            (major, minor, 0) => format!("{major}.{minor}.0"),
+            (major, minor, patch) => format!("{major}.{minor}.0 to {major}.{minor}.{patch}"),
+        })
+        .collect();
+    format!("{WIT_PACKAGE}@{}", lines.join(", "))
+}
+
+/// What a plugin says of itself (`describe`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginInfo {
+    pub name: String,
+    pub vendor: String,
+    pub version: String,
+    pub summary: String,
+}
+
+/// A plugin's policy export, in the world it was built for (a cheap
+/// handle: cloned, it lets a call borrow the store).
+#[derive(Clone)]
+enum Bound {
+    V0_1(bindings::v0_1::exports::hookhost::policy::policy::Guest),
+    V0_2(bindings::v0_2::exports::hookhost::policy::policy::Guest),
+}
+
+/// The same call on either world's exports (their Rust types differ, the
+/// calls do not).
+macro_rules! on_exports {
+    ($bound:expr, |$policy:ident| $call:expr) => {
+        match $bound {
+            Bound::V0_1($policy) => $call,
+            Bound::V0_2($policy) => $call,
+        }
+    };
+}
 
 const TICK: Duration = Duration::from_millis(1);
 
@@ -95,8 +169,10 @@ pub enum Failure {
     Load(#[from] LoadError),
     #[error("exports no `{WIT_PACKAGE}/policy` interface, so it is not a hookhost policy")]
     NotAPolicy,
-    #[error("targets {found}, which this host does not speak (it speaks {WIT_PACKAGE}@{}.{}.0 to {}.{}.{}; a newer patch may import functions this host lacks: update hookhost)", WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.0, WIT_VERSION.1, WIT_VERSION.2)]
+    #[error("targets {found}, which this host does not speak (it speaks {}; a newer patch may import functions this host lacks: update hookhost)", spoken())]
     Incompatible { found: String },
+    #[error("is built for {WIT_PACKAGE}@{found}, which cannot plan named devices: rebuild it against {WIT_PACKAGE}@0.2.0 (`plan-devices`) to offer its devices in CDI specs")]
+    PlansNoDevices { found: String },
     #[error("cannot be instantiated: {0}")]
     Instantiate(String),
     #[error("exceeded its time limit of {0} ms")]
@@ -138,7 +214,8 @@ impl Wasmtime {
                 linker.allow_shadowing(true);
                 clock::add_to_linker(&mut linker, PluginState::bounded_clock)?;
                 linker.allow_shadowing(false);
-                bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
+                bindings::v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)?;
+                bindings::v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |s| s)
             })
             .map_err(|e| format!("linking the host interfaces: {e:#}"))?;
         let ticker = Ticker::start(engine.clone())?;
@@ -172,24 +249,16 @@ impl Runtime {
         &self.host
     }
 
-    /// The plugin's component, compiled or from the cache, with its WIT
-    /// version checked. Returns whether it had to be compiled.
-    pub fn load(&self, plugin: &PluginConfig) -> Result<(Component, bool), PluginError> {
-        self.load_with_entry(plugin)
-            .map(|(component, compiled, _)| (component, compiled))
-    }
-
-    /// Writes the plugin's precompiled form into the cache.
+    /// Writes the plugin's precompiled form into the cache. Returns the
+    /// entry and whether it had to be compiled.
     pub fn precompile(&self, plugin: &PluginConfig) -> Result<(PathBuf, bool), PluginError> {
-        let (_, compiled, entry) = self.load_with_entry(plugin)?;
-        Ok((entry.unwrap_or_default(), compiled))
+        let loaded = self.load(plugin)?;
+        Ok((loaded.entry.unwrap_or_default(), loaded.compiled))
     }
 
-    /// `load`, and the cache entry of the component when there is a cache.
-    fn load_with_entry(
-        &self,
-        plugin: &PluginConfig,
-    ) -> Result<(Component, bool, Option<PathBuf>), PluginError> {
+    /// The plugin's component, compiled or from the cache, with its WIT
+    /// version checked.
+    fn load(&self, plugin: &PluginConfig) -> Result<Loaded, PluginError> {
         let fail = |failure| PluginError {
             plugin: plugin.name.clone(),
             path: plugin.source().to_path_buf(),
@@ -204,9 +273,14 @@ impl Runtime {
                 .map_err(LoadError::Compile),
         }
         .map_err(|e| fail(Failure::Load(e)))?;
-        check_version(engine, &component).map_err(fail)?;
+        let world = check_version(engine, &component).map_err(fail)?;
         let entry = self.cache.as_ref().map(|c| c.entry(engine, &wasm));
-        Ok((component, compiled, entry))
+        Ok(Loaded {
+            component,
+            world,
+            compiled,
+            entry,
+        })
     }
 
     /// A fresh instance of the plugin, in its own store, for one container.
@@ -215,7 +289,9 @@ impl Runtime {
         plugin: &'r PluginConfig,
         ctx: Arc<ContainerContext>,
     ) -> Result<Instance<'r>, PluginError> {
-        let (component, _) = self.load(plugin)?;
+        let Loaded {
+            component, world, ..
+        } = self.load(plugin)?;
         let wasmtime = self.wasmtime().expect("started by load");
         let wasm = component_of(plugin)?;
         let memory = usize::try_from(wasm.limits.memory_mib << 20).unwrap_or(usize::MAX);
@@ -240,7 +316,19 @@ impl Runtime {
             bindings: None,
         };
         let bindings = instance.guarded("instantiation", |store| {
-            bindings::Plugin::instantiate(&mut *store, &component, &wasmtime.linker)
+            let linker = &wasmtime.linker;
+            Ok(match world {
+                World::V0_1 => Bound::V0_1(
+                    bindings::v0_1::Plugin::instantiate(&mut *store, &component, linker)?
+                        .hookhost_policy_policy()
+                        .clone(),
+                ),
+                World::V0_2 => Bound::V0_2(
+                    bindings::v0_2::Plugin::instantiate(&mut *store, &component, linker)?
+                        .hookhost_policy_policy()
+                        .clone(),
+                ),
+            })
         });
         instance.bindings = Some(bindings.map_err(|e| match e.failure {
             Failure::Trap(message) => PluginError {
@@ -253,13 +341,23 @@ impl Runtime {
     }
 }
 
+/// A component, ready to instantiate.
+struct Loaded {
+    component: Component,
+    world: World,
+    /// Whether it had to be compiled (not in the cache).
+    compiled: bool,
+    /// Its cache entry, when there is a cache.
+    entry: Option<PathBuf>,
+}
+
 /// One plugin, instantiated for one container.
 pub struct Instance<'r> {
     ticker: &'r Ticker,
     plugin: &'r PluginConfig,
     limits: crate::config::Limits,
     store: Store<PluginState>,
-    bindings: Option<bindings::Plugin>,
+    bindings: Option<Bound>,
 }
 
 /// What a successful `apply` leaves behind.
@@ -270,30 +368,73 @@ pub struct Applied {
 
 impl Instance<'_> {
     pub fn describe(&mut self) -> Result<PluginInfo, PluginError> {
-        let policy = self.policy();
-        self.guarded("describe", |store| policy.call_describe(store))
+        let bound = self.bound();
+        self.guarded("describe", |store| {
+            on_exports!(&bound, |policy| policy.call_describe(store).map(|i| {
+                PluginInfo {
+                    name: i.name,
+                    vendor: i.vendor,
+                    version: i.version,
+                    summary: i.summary,
+                }
+            }))
+        })
     }
 
     pub fn validate_settings(&mut self, settings: &str) -> Result<(), PluginError> {
-        self.fallible("validate-settings", |policy, store| {
-            policy.call_validate_settings(store, settings)
+        let bound = self.bound();
+        self.fallible("validate-settings", |store| {
+            on_exports!(&bound, |policy| policy
+                .call_validate_settings(store, settings))
         })
     }
 
     pub fn devices(&mut self) -> Result<Vec<String>, PluginError> {
-        self.fallible("devices", |policy, store| policy.call_devices(store))
+        let bound = self.bound();
+        self.fallible("devices", |store| {
+            on_exports!(&bound, |policy| policy.call_devices(store))
+        })
     }
 
     /// Runs the policy. On success the plugin's own plan (not yet merged with
     /// the others') and its log; on failure the log is still available
     /// through [`Instance::logs`].
     pub fn apply(&mut self) -> Result<Applied, PluginError> {
-        self.fallible("apply", |policy, store| policy.call_apply(store))?;
+        let bound = self.bound();
+        self.fallible("apply", |store| {
+            on_exports!(&bound, |policy| policy.call_apply(store))
+        })?;
+        Ok(self.applied())
+    }
+
+    /// Plans what a container given the devices `names` gets (the store's
+    /// context is an empty one at the `cdi` stage). A plugin of a world
+    /// before 0.2 cannot: [`Failure::PlansNoDevices`].
+    pub fn plan_devices(&mut self, names: &[String]) -> Result<Applied, PluginError> {
+        let bound = self.bound();
+        match &bound {
+            Bound::V0_1(_) => {
+                let (major, minor, _) = World::V0_1.version();
+                return Err(self.fail(Failure::PlansNoDevices {
+                    found: format!("{major}.{minor}.x"),
+                }));
+            }
+            Bound::V0_2(policy) => {
+                let policy = policy.clone();
+                self.fallible("plan-devices", |store| {
+                    policy.call_plan_devices(store, names)
+                })?;
+            }
+        }
+        Ok(self.applied())
+    }
+
+    fn applied(&mut self) -> Applied {
         let state = self.store.data_mut();
-        Ok(Applied {
+        Applied {
             plan: state.requests.take_plan(),
             logs: state.take_logs(),
-        })
+        }
     }
 
     /// The plugin's log so far.
@@ -301,22 +442,17 @@ impl Instance<'_> {
         self.store.data_mut().take_logs()
     }
 
-    fn policy(&self) -> Policy {
-        self.bindings
-            .as_ref()
-            .expect("set by Runtime::instantiate")
-            .hookhost_policy_policy()
-            .clone()
+    fn bound(&self) -> Bound {
+        self.bindings.clone().expect("set by Runtime::instantiate")
     }
 
     /// A guarded call of an export whose `Err` is the plugin's own refusal.
     fn fallible<T>(
         &mut self,
         call: &'static str,
-        f: impl FnOnce(&Policy, &mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
+        f: impl FnOnce(&mut Store<PluginState>) -> wasmtime::Result<Result<T, String>>,
     ) -> Result<T, PluginError> {
-        let policy = self.policy();
-        self.guarded(call, |store| f(&policy, store))?
+        self.guarded(call, f)?
             .map_err(|message| self.fail(Failure::Refused { call, message }))
     }
 
@@ -407,9 +543,10 @@ fn read_component(path: &Path) -> Result<Vec<u8>, Failure> {
     })
 }
 
-/// Refuses a component that does not export a policy interface of a WIT
-/// version this host speaks (semver: same major, and same minor below 1.0).
-fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> {
+/// The world of a component's policy export, or why this host cannot run
+/// it: a plugin built for a patch newer than the host's may import what
+/// the host lacks; another minor (below 1.0) or major is another world.
+fn check_version(engine: &Engine, component: &Component) -> Result<World, Failure> {
     let prefix = format!("{WIT_PACKAGE}/policy");
     let ty = component.component_type();
     let export = ty
@@ -426,19 +563,13 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> 
         .take(3)
         .map_while(|p| p.parse().ok())
         .collect();
-    let compatible = match parts[..] {
-        // Below 1.0 the minor is the compatibility line; a patch only adds
-        // functions, so one newer than ours may import what we lack.
-        [0, minor, patch] => WIT_VERSION.0 == 0 && minor == WIT_VERSION.1 && patch <= WIT_VERSION.2,
-        [major, minor, _] => {
-            major == WIT_VERSION.0 && (minor, parts[2]) <= (WIT_VERSION.1, WIT_VERSION.2)
-        }
-        _ => false,
-    };
-    if compatible {
-        Ok(())
-    } else {
-        Err(Failure::Incompatible {
+    World::ALL
+        .into_iter()
+        .find(|world| {
+            let (major, minor, patch) = world.version();
+            matches!(parts[..], [m, n, p] if m == major && n == minor && p <= patch)
+        })
+        .ok_or_else(|| Failure::Incompatible {
             found: format!(
                 "{WIT_PACKAGE}@{}",
                 if version.is_empty() {
@@ -448,7 +579,6 @@ fn check_version(engine: &Engine, component: &Component) -> Result<(), Failure> 
                 }
             ),
         })
-    }
 }
 
 /// Bumps the engine's epoch every tick, and ends the process when a single

@@ -99,12 +99,7 @@ impl Policy for Amd {
             log::info!("{}", nothing_allocated());
             return Ok(());
         }
-        let gpus = topology::gpus()?;
-        let kfd = topology::kfd_present()?;
-        if let Some(missing) = topology::driver_missing(gpus.is_some(), kfd) {
-            return Err(missing);
-        }
-        let gpus = gpus.unwrap_or_default();
+        let gpus = probe()?;
         let allocated = match &spec {
             Some(spec) => {
                 let allocated = allocated_gpus(spec, &gpus)?;
@@ -135,12 +130,37 @@ impl Policy for Amd {
             )?;
         }
 
-        Device::new(topology::KFD).request()?;
-        for (index, gpu) in selected {
-            gpu_nodes(gpu).map_err(|e| format!("GPU {index} ({}): {e}", gpu.bus_id()))?;
-        }
-        rocm_libraries(&settings)
+        give(&settings, selected)
     }
+
+    /// The names are those of AMD_VISIBLE_DEVICES (an index, a unique id,
+    /// `all`).
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        let settings = Settings::parse(&hookhost_plugin::host::settings())?;
+        let gpus = probe()?;
+        let selected = Visible::parse(Some(&names.join(",")))?.select(&gpus)?;
+        give(&settings, selected)
+    }
+}
+
+/// The host's GPUs, or why the driver is missing.
+fn probe() -> Result<Vec<Gpu>, String> {
+    let gpus = topology::gpus()?;
+    let kfd = topology::kfd_present()?;
+    if let Some(missing) = topology::driver_missing(gpus.is_some(), kfd) {
+        return Err(missing);
+    }
+    Ok(gpus.unwrap_or_default())
+}
+
+/// /dev/kfd, the GPUs' nodes and the ROCm libraries.
+fn give(settings: &Settings, selected: Vec<(usize, &Gpu)>) -> Result<(), String> {
+    Device::new(topology::KFD).request()?;
+    for (index, gpu) in selected {
+        gpu_nodes(gpu).map_err(|e| format!("GPU {index} ({}): {e}", gpu.bus_id()))?;
+    }
+    rocm_libraries(settings)
 }
 
 /// The indices of the GPUs whose render node (the node ROCm computes

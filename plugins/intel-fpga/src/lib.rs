@@ -98,7 +98,6 @@ impl Policy for IntelFpga {
             );
         }
         let assigned = select::assign(&requests, &fpgas, &allocated)?;
-        let mut fmes: Vec<&str> = Vec::new();
         for (request, (fpga, port)) in requests.iter().zip(&assigned) {
             log::debug!(
                 "{}: {} on {} ({} driver)",
@@ -107,14 +106,35 @@ impl Policy for IntelFpga {
                 fpga.name,
                 fpga.driver
             );
-            node(&port.name)?;
-            if settings.fme && !fmes.contains(&fpga.fme.as_str()) {
-                fmes.push(&fpga.fme);
-                node(&fpga.fme)?;
-            }
         }
-        Ok(())
+        give(&settings, &assigned)
     }
+
+    /// The names are the ports' (`dfl-port.0`), as `devices` lists them.
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        let settings = Settings::parse(&host::settings())?;
+        let fpgas = sysfs::probe()?;
+        let ports: Vec<_> = fpgas
+            .iter()
+            .flat_map(|fpga| fpga.ports.iter().map(move |port| (fpga, port)))
+            .filter(|(_, port)| names.contains(&port.name))
+            .collect();
+        give(&settings, &ports)
+    }
+}
+
+/// The ports' nodes, and with the setting `fme` their FPGAs' FME nodes.
+fn give(settings: &Settings, ports: &[(&sysfs::Fpga, &sysfs::Port)]) -> Result<(), String> {
+    let mut fmes: Vec<&str> = Vec::new();
+    for (fpga, port) in ports {
+        node(&port.name)?;
+        if settings.fme && !fmes.contains(&fpga.fme.as_str()) {
+            fmes.push(&fpga.fme);
+            node(&fpga.fme)?;
+        }
+    }
+    Ok(())
 }
 
 /// The FPGA ports that the spec's `linux.devices` gives the container (see

@@ -106,12 +106,7 @@ impl Policy for Nvidia {
             log::info!("{}", nothing_allocated());
             return Ok(());
         }
-        let driver = Driver::probe()?.ok_or_else(|| {
-            format!(
-                "NVIDIA driver not loaded on this host (no {})",
-                driver::VERSION_FILE
-            )
-        })?;
+        let driver = probe()?;
         let allocated = match &spec {
             Some(spec) => {
                 let allocated = allocated_gpus(spec, &driver.gpus)?;
@@ -136,13 +131,43 @@ impl Policy for Nvidia {
             )?;
         }
 
-        control_devices(&caps)?;
-        for gpu in gpus {
-            log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
-            Device::new(gpu_node(gpu)).request()?;
-        }
-        driver_files(&settings, &caps, &driver.version)
+        give(&settings, &caps, &driver.version, gpus)
     }
+
+    /// The names are those of NVIDIA_VISIBLE_DEVICES (an index, a UUID,
+    /// `all`), with the default driver capabilities (utility, compute).
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        let settings = Settings::parse(&host::settings())?;
+        let caps = Capability::parse_list(None)?;
+        let driver = probe()?;
+        let gpus = Visible::parse(Some(&names.join(",")))?.select(&driver.gpus)?;
+        give(&settings, &caps, &driver.version, gpus)
+    }
+}
+
+fn probe() -> Result<Driver, String> {
+    Driver::probe()?.ok_or_else(|| {
+        format!(
+            "NVIDIA driver not loaded on this host (no {})",
+            driver::VERSION_FILE
+        )
+    })
+}
+
+/// The GPUs' nodes, the control nodes and the driver's files.
+fn give(
+    settings: &Settings,
+    caps: &[Capability],
+    version: &str,
+    gpus: Vec<&Gpu>,
+) -> Result<(), String> {
+    control_devices(caps)?;
+    for gpu in gpus {
+        log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
+        Device::new(gpu_node(gpu)).request()?;
+    }
+    driver_files(settings, caps, version)
 }
 
 fn gpu_node(gpu: &Gpu) -> String {

@@ -123,36 +123,48 @@ impl Policy for Onload {
     }
 
     fn apply() -> Result<(), String> {
-        let settings = Settings::parse(&host::settings())?;
         // The manifest's activation selected this container, so it asked for
         // Onload: a host that cannot give it (no driver, no libonload.so) is
         // an error, not an empty plan.
-        nodes(&settings)?;
-        let onload = libraries(&settings)?;
-        let mut launcher = None;
-        for name in settings.binaries() {
-            let path = files::binary(&settings.binary_dirs, name)?;
-            if name == "onload" {
-                launcher = path;
-            }
-        }
-        let profiles = files::profiles()?;
-        log::info!(
-            "Onload from {} in {}, {profiles} profiles{}",
-            onload.host_dir,
-            onload.container_dir,
-            if settings.tcpdirect {
-                ", with TCPDirect"
-            } else {
-                ""
-            }
-        );
-        if settings.preload {
-            let library = format!("{}/{}", onload.container_dir, preload::LIBRARY);
-            preload(&library, launcher.as_deref())?;
-        }
-        Ok(())
+        give()
     }
+
+    /// One device, `all`: Onload is the host's driver as a whole. With no
+    /// container, LD_PRELOAD is set unless the setting `preload` is off.
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        give()
+    }
+}
+
+/// The driver's nodes, libraries, binaries and profiles, and LD_PRELOAD.
+fn give() -> Result<(), String> {
+    let settings = Settings::parse(&host::settings())?;
+    nodes(&settings)?;
+    let onload = libraries(&settings)?;
+    let mut launcher = None;
+    for name in settings.binaries() {
+        let path = files::binary(&settings.binary_dirs, name)?;
+        if name == "onload" {
+            launcher = path;
+        }
+    }
+    let profiles = files::profiles()?;
+    log::info!(
+        "Onload from {} in {}, {profiles} profiles{}",
+        onload.host_dir,
+        onload.container_dir,
+        if settings.tcpdirect {
+            ", with TCPDirect"
+        } else {
+            ""
+        }
+    );
+    if settings.preload {
+        let library = format!("{}/{}", onload.container_dir, preload::LIBRARY);
+        preload(&library, launcher.as_deref())?;
+    }
+    Ok(())
 }
 
 /// The driver's nodes. `/dev/onload` is the driver itself. `/dev/sfc_char`

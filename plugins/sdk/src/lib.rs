@@ -28,13 +28,25 @@
 //!         Ok(vec!["0".into()])
 //!     }
 //!     fn apply() -> Result<(), String> {
-//!         if container::getenv("EXAMPLE_DEVICES").as_deref() == Some("0") {
-//!             Device::new("/dev/example0").request()?;
-//!             inject::library("/usr/lib/libexample.so.1")?;
-//!             inject::run_ldconfig()?;
+//!         match container::getenv("EXAMPLE_DEVICES") {
+//!             Some(name) => give(&name),
+//!             None => Ok(()),
 //!         }
-//!         Ok(())
 //!     }
+//!     // For CDI specs: the same, for devices named by the host's admin.
+//!     fn plan_devices(names: Vec<String>) -> Result<(), String> {
+//!         names.iter().try_for_each(|name| give(name))
+//!     }
+//! }
+//!
+//! fn give(name: &str) -> Result<(), String> {
+//!     if name != "0" {
+//!         return Err(format!("no device {name}: this host has device 0"));
+//!     }
+//!     Device::new("/dev/example0").request()?;
+//!     inject::library("/usr/lib/libexample.so.1")?;
+//!     inject::run_ldconfig()?;
+//!     Ok(())
 //! }
 //!
 //! hookhost_plugin::export!(Example);
@@ -48,11 +60,11 @@ use serde::de::DeserializeOwned;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../wit/0.1.1",
+        path: "../../wit/0.2.0",
         pub_export_macro: true,
         default_bindings_module: "hookhost_plugin::bindings",
         // Our own error type, for a readable Display.
-        with: { "hookhost:policy/types@0.1.1/error": crate::Error },
+        with: { "hookhost:policy/types@0.2.0/error": crate::Error },
     });
 }
 
@@ -99,6 +111,25 @@ impl std::error::Error for Error {}
 impl From<Error> for String {
     fn from(error: Error) -> String {
         error.to_string()
+    }
+}
+
+/// Checks the names `plan-devices` got against those the plugin offers (its
+/// `devices`): an unknown one is an error that names it and lists the
+/// offered ones.
+pub fn check_device_names(names: &[String], offered: &[String]) -> Result<(), String> {
+    if names.is_empty() {
+        return Err("plan-devices: no device named".into());
+    }
+    match names.iter().find(|name| !offered.contains(name)) {
+        None => Ok(()),
+        Some(name) if offered.is_empty() => {
+            Err(format!("no device `{name}`: this host offers none"))
+        }
+        Some(name) => Err(format!(
+            "no device `{name}`: this host offers {}",
+            offered.join(", ")
+        )),
     }
 }
 
@@ -310,6 +341,24 @@ mod tests {
         assert_eq!(
             String::from(error),
             "not allowed: /etc/shadow is not in this plugin's allow-list"
+        );
+    }
+
+    #[test]
+    fn device_names_must_be_offered() {
+        let offered = ["0".to_string(), "all".to_string()];
+        assert_eq!(
+            check_device_names(&["0".into(), "all".into()], &offered),
+            Ok(())
+        );
+        assert_eq!(
+            check_device_names(&["1".into()], &offered).unwrap_err(),
+            "no device `1`: this host offers 0, all"
+        );
+        assert!(check_device_names(&[], &offered).is_err());
+        assert_eq!(
+            check_device_names(&["0".into()], &[]).unwrap_err(),
+            "no device `0`: this host offers none"
         );
     }
 

@@ -107,12 +107,7 @@ impl Policy for Xilinx {
             log::info!("{}", nothing_allocated(&selection.source));
             return Ok(());
         }
-        let devices = sysfs::probe()?.ok_or_else(|| {
-            format!(
-                "Xilinx XRT driver not loaded on this host (no {})",
-                sysfs::XOCL
-            )
-        })?;
+        let devices = probe()?;
         let allocated = match &spec {
             Some(spec) => {
                 let allocated = allocated_devices(spec, &devices)?;
@@ -152,14 +147,38 @@ impl Policy for Xilinx {
                 selection.source
             ));
         }
-        for device in selected {
-            device_nodes(device)?;
-        }
-        if let Some(dir) = &settings.xrt_dir {
-            xrt(dir)?;
-        }
-        Ok(())
+        give(&settings, selected)
     }
+
+    /// The names are those of XILINX_VISIBLE_DEVICES (an index, a PCI
+    /// address, `all`).
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        let settings = Settings::parse(&host::settings())?;
+        let devices = probe()?;
+        let selection = Selection::choose(None, Some(names.join(",")), None)?;
+        give(&settings, selection.select(&devices)?)
+    }
+}
+
+fn probe() -> Result<Vec<Device>, String> {
+    sysfs::probe()?.ok_or_else(|| {
+        format!(
+            "Xilinx XRT driver not loaded on this host (no {})",
+            sysfs::XOCL
+        )
+    })
+}
+
+/// The devices' nodes and XRT.
+fn give(settings: &Settings, selected: Vec<&Device>) -> Result<(), String> {
+    for device in selected {
+        device_nodes(device)?;
+    }
+    if let Some(dir) = &settings.xrt_dir {
+        xrt(dir)?;
+    }
+    Ok(())
 }
 
 /// The devices whose user function's render node the spec lists, by

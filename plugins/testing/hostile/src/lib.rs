@@ -66,6 +66,11 @@ impl Policy for Hostile {
         Ok(Vec::new())
     }
 
+    /// Misbehaves as `apply` does.
+    fn plan_devices(_names: Vec<String>) -> Result<(), String> {
+        Self::apply()
+    }
+
     fn apply() -> Result<(), String> {
         match hookhost_plugin::settings::<Settings>()?.mode {
             Mode::Loop => loop {

@@ -10,6 +10,9 @@
 //!   {"symlink": {"target": "foo.conf", "container": "/etc/foo.link"}}
 //! ]}
 //! ```
+//!
+//! With `"devices": ["NAME", …]` it offers those names for CDI specs and
+//! plans the same requests for any of them.
 
 use hookhost_plugin::inject::{self, File, FileRole};
 use hookhost_plugin::{PluginInfo, Policy};
@@ -19,6 +22,8 @@ use serde::Deserialize;
 #[serde(deny_unknown_fields)]
 struct Settings {
     requests: Vec<Request>,
+    #[serde(default)]
+    devices: Vec<String>,
 }
 
 #[derive(Deserialize)]
@@ -46,7 +51,12 @@ impl Policy for Scripted {
     }
 
     fn devices() -> Result<Vec<String>, String> {
-        Ok(Vec::new())
+        Ok(hookhost_plugin::settings::<Settings>()?.devices)
+    }
+
+    fn plan_devices(names: Vec<String>) -> Result<(), String> {
+        hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
+        Self::apply()
     }
 
     fn apply() -> Result<(), String> {

@@ -5,12 +5,15 @@
 //!   device cgroup itself;
 //! - [`shim`]: the runtime shim, which writes the plan into config.json
 //!   (its [`shim::spec_edit`]) before the real runtime reads it;
+//! - [`cdi`]: a CDI spec (env, device nodes, mounts, and a createContainer
+//!   hook entry of hookhost's for the rest), which CDI-aware engines apply
+//!   themselves, written and listed;
 //! - [`dry_run`]: shows the plan and compares it with an expected one.
 //!
-//! The CDI back end lands beside them. What
-//! each can honour is stated once, in [`Capabilities`], and the request
+//! What each can honour is stated once, in [`Capabilities`], and the request
 //! gate ([`crate::requests`]) refuses the rest when the plugin asks.
 
+pub mod cdi;
 pub mod dry_run;
 pub mod hook;
 pub mod shim;

@@ -20,7 +20,7 @@ use crate::shim::{assert_gpu_seen, gpu_host, GPU_SCRIPT};
 
 /// `name` from PATH or the system directories; a failure in CI, a skip
 /// elsewhere.
-fn tool(name: &str, package: &str) -> Option<PathBuf> {
+pub(crate) fn tool(name: &str, package: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
     let found = std::env::split_paths(&path)
         .chain(["/usr/sbin", "/usr/bin", "/sbin", "/bin"].map(PathBuf::from))
@@ -38,13 +38,13 @@ fn tool(name: &str, package: &str) -> Option<PathBuf> {
 
 /// The GPU script, plus the container's own view of its linker cache (the
 /// image holds the host's static ldconfig for that).
-fn gpu_script() -> String {
+pub(crate) fn gpu_script() -> String {
     format!("{GPU_SCRIPT}; ldconfig -p | grep libcuda.so.1")
 }
 
 /// What [`gpu_script`] must print with GPU 0, besides [`assert_gpu_seen`]:
 /// hookhost's hook entry ran ldconfig over the container's rootfs.
-fn assert_gpu_container(out: &Output) {
+pub(crate) fn assert_gpu_container(out: &Output) {
     assert_gpu_seen(out);
     let text = stdout(out);
     assert!(
@@ -55,17 +55,17 @@ fn assert_gpu_container(out: &Output) {
 
 /// `program` under coreutils' `timeout`: an engine that hangs fails the
 /// test instead of holding it.
-fn timed(program: &Path) -> Command {
+pub(crate) fn timed(program: &Path) -> Command {
     let mut cmd = Command::new("timeout");
     cmd.args(["-k", "5", "90"]).arg(program);
     cmd
 }
 
-fn output(cmd: &mut Command) -> Output {
+pub(crate) fn output(cmd: &mut Command) -> Output {
     cmd.stdin(Stdio::null()).output().unwrap()
 }
 
-fn succeeded(what: &str, out: Output) -> Output {
+pub(crate) fn succeeded(what: &str, out: Output) -> Output {
     assert!(
         out.status.success(),
         "{what} failed:\n{}{}",
@@ -130,7 +130,7 @@ impl Drop for Daemon {
 
 /// A busybox image's root filesystem as a tar (for `docker import` and
 /// `podman import`): busybox, its tools, and the host's static ldconfig.
-fn rootfs_tar(dir: &Path) -> PathBuf {
+pub(crate) fn rootfs_tar(dir: &Path) -> PathBuf {
     let rootfs = dir.join("image-rootfs");
     for sub in ["bin", "sbin", "dev", "proc", "etc"] {
         std::fs::create_dir_all(rootfs.join(sub)).unwrap();
@@ -479,7 +479,7 @@ fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_
 
 /// podman's global options for storage, state and temporary files of its
 /// own in `dir` (no systemd here: cgroupfs, no journald).
-fn podman_storage(dir: &Path) -> Vec<std::ffi::OsString> {
+pub(crate) fn podman_storage(dir: &Path) -> Vec<std::ffi::OsString> {
     let mut args: Vec<std::ffi::OsString> = Vec::new();
     for (flag, sub) in [
         ("--root", "root"),
@@ -504,7 +504,7 @@ fn podman_storage(dir: &Path) -> Vec<std::ffi::OsString> {
 /// `podman run` for this machine: podman raises nofile and nproc to its
 /// defaults, above the hard limits runc may set here ("error setting
 /// rlimits").
-const PODMAN_RUN: &[&str] = &[
+pub(crate) const PODMAN_RUN: &[&str] = &[
     "run",
     "--rm",
     "--network=none",

@@ -4,6 +4,7 @@
 mod common;
 
 mod amd;
+mod cdi;
 mod cgroup_v2;
 mod cli;
 mod engines;

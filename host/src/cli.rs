@@ -8,16 +8,16 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::backend::dry_run;
 use crate::backend::hook::{flow, ldconfig};
 use crate::backend::shim::{self, argv, hooks::HookConfig};
+use crate::backend::{cdi, dry_run};
 use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::evaluate::{evaluate, Outcome, Status};
 use crate::hostfs::HostFs;
 use crate::install;
 use crate::lowering::lower;
-use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
+use crate::runtime::{default_cache_dir, Cache, Failure, LogLevel, PluginError, Runtime};
 
 /// An OCI hook host whose device and file injection policies are
 /// WebAssembly components.
@@ -82,6 +82,16 @@ enum Command {
     /// Example (Docker's daemon.json `runtimeArgs` end with the `--`):
     /// hookhost runtime --runtime-path /usr/sbin/runc -- --root /run/runc create --bundle B ID
     Runtime(RuntimeArgs),
+    /// Write and list CDI specs, for the engines that inject devices
+    /// themselves (Kubernetes with containerd >= 1.7 or CRI-O, podman,
+    /// Docker >= 25).
+    #[command(subcommand)]
+    Cdi(CdiCommand),
+    /// The createContainer hook that `cdi generate` names in a spec, for
+    /// what a CDI spec cannot express: directories, symlinks and the linker
+    /// cache. Its work is its arguments; it reads the container's state on
+    /// stdin and runs no plugin.
+    CdiHook(CdiHookArgs),
     /// Write what an engine needs to run hookhost: a hooks.d file for podman
     /// and CRI-O, or print Docker's and containerd's runtime entries.
     #[command(subcommand)]
@@ -160,6 +170,71 @@ enum InstallCommand {
         )]
         link: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum CdiCommand {
+    /// Write one CDI spec per plugin (each installed one by default) for
+    /// the devices it offers on this host, each planned by the plugin
+    /// without a container, and `all`. Each spec is validated before it is
+    /// written, atomically; a plugin that fails is reported by name and the
+    /// others' specs are still written (the exit status says one failed).
+    Generate {
+        /// A directory (one `hookhost-PLUGIN.json` per plugin), or a file
+        /// for a single plugin (its extension picks the format).
+        #[arg(long, value_name = "FILE|DIR", default_value = "/etc/cdi")]
+        output: PathBuf,
+        /// The file format [default: json, or the --output file's extension].
+        #[arg(long, value_enum)]
+        format: Option<CdiFormat>,
+        /// The spec's kind (`vendor.com/class`), for a single plugin
+        /// [default: the manifest's `cdi-kind`, else hookhost/PLUGIN].
+        #[arg(long, value_name = "NAME")]
+        vendor_class: Option<String>,
+        /// The host's ldconfig, by absolute path, for the spec's hook.
+        #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
+        ldconfig: PathBuf,
+        /// Plugins to write specs for (default: every enabled one that can
+        /// plan devices).
+        plugins: Vec<String>,
+    },
+    /// List the devices the CDI specs offer, by fully qualified name
+    /// (`vendor.com/class=name`), with the file each comes from.
+    List {
+        /// A spec directory; repeat for several [default: /etc/cdi, /var/run/cdi].
+        #[arg(long = "dir", value_name = "DIR")]
+        dirs: Vec<PathBuf>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum CdiFormat {
+    Json,
+    Yaml,
+}
+
+#[derive(Debug, Args)]
+struct CdiHookArgs {
+    /// The plugin(s) the work is for, for messages.
+    #[arg(long, value_name = "NAME", default_value = "cdi")]
+    plugin: String,
+    /// The host's ldconfig, by absolute path (never the image's).
+    #[arg(long, value_name = "PATH", default_value = "/sbin/ldconfig")]
+    ldconfig: PathBuf,
+    /// A directory to make in the container, with its octal mode.
+    #[arg(long = "dir", num_args = 2, value_names = ["PATH", "MODE"])]
+    dirs: Vec<String>,
+    /// A symlink to make in the container, with its target.
+    #[arg(long = "symlink", num_args = 2, value_names = ["PATH", "TARGET"])]
+    symlinks: Vec<String>,
+    /// A library directory of the container: listed in an ld.so.conf.d
+    /// drop-in, then the linker cache is refreshed.
+    #[arg(long = "ldconfig-dir", value_name = "DIR")]
+    ldconfig_dirs: Vec<String>,
+    /// Give up after this many seconds.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60,
+          value_parser = clap::value_parser!(u64).range(1..=86400))]
+    timeout: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -292,6 +367,22 @@ impl Cli {
             Command::CreateRuntime(args) => hook(&global, args, Stage::CreateRuntime),
             Command::CreateContainer(args) => hook(&global, args, Stage::CreateContainer),
             Command::Runtime(args) => runtime(&global, args),
+            Command::Cdi(CdiCommand::Generate {
+                output,
+                format,
+                vendor_class,
+                ldconfig,
+                plugins,
+            }) => cdi_generate(
+                &global,
+                &output,
+                format,
+                vendor_class.as_deref(),
+                &ldconfig,
+                &plugins,
+            ),
+            Command::Cdi(CdiCommand::List { dirs }) => cdi_list(&dirs),
+            Command::CdiHook(args) => cdi_hook(&global, args),
             Command::Install(command) => install(&global, command),
             Command::InspectContainer { expected } => {
                 let expected: Vec<crate::trial::Expect> = serde_json::from_str(&expected)?;
@@ -495,6 +586,185 @@ fn hook(global: &Global, args: HookArgs, stage: Stage) -> anyhow::Result<ExitCod
     flow::run(&runtime, &inventory, &ctx, &options, &|outcomes| {
         print_logs(outcomes, false)
     })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cdi generate`: each plugin's devices planned, lowered, translated into
+/// a spec, validated and written (see `backend::cdi`).
+fn cdi_generate(
+    global: &Global,
+    output: &Path,
+    format: Option<CdiFormat>,
+    vendor_class: Option<&str>,
+    ldconfig: &Path,
+    names: &[String],
+) -> anyhow::Result<ExitCode> {
+    let inventory = global.inventory()?;
+    let plugins = inventory.select(names)?;
+    // A file names one spec; anything else is the directory of the specs.
+    let from_file = match output.extension().and_then(|e| e.to_str()) {
+        _ if output.is_dir() => None,
+        Some("json") => Some(cdi::Format::Json),
+        Some("yaml") => Some(cdi::Format::Yaml),
+        _ => None,
+    };
+    if (from_file.is_some() || vendor_class.is_some()) && plugins.len() != 1 {
+        bail!(
+            "--output FILE and --vendor-class are for one plugin; {} are selected (name one)",
+            plugins.len()
+        );
+    }
+    let format = match (format, from_file) {
+        (Some(CdiFormat::Yaml), None) => cdi::Format::Yaml,
+        (Some(CdiFormat::Json), None) | (None, None) => cdi::Format::Json,
+        (None, Some(format)) => format,
+        (Some(_), Some(format)) => bail!(
+            "--format and --output {} disagree: the file's extension is {}",
+            output.display(),
+            format.extension()
+        ),
+    };
+    let (dir, file_stem) = match from_file {
+        Some(_) => (
+            output.parent().unwrap_or(Path::new(".")),
+            output.file_stem().and_then(|s| s.to_str()),
+        ),
+        None => (output, None),
+    };
+    let hook = cdi::HookCommand {
+        hookhost: std::env::current_exe()?,
+        ldconfig: ldconfig.to_path_buf(),
+    };
+    let runtime = global.runtime()?;
+    let mut failed = 0;
+    for plugin in plugins {
+        let Some(wasm) = plugin.wasm() else {
+            println!(
+                "skipped {}: an oci-injector-hook config names no devices",
+                plugin.name
+            );
+            continue;
+        };
+        let kind = vendor_class.unwrap_or(&wasm.cdi_kind);
+        let written = (|| -> anyhow::Result<Option<(PathBuf, cdi::Spec, usize)>> {
+            let offer = cdi::offer::plan(&runtime, plugin);
+            if let Ok(offer) = &offer {
+                print_logs(
+                    &[Outcome {
+                        name: plugin.name.clone(),
+                        status: Status::Inactive,
+                        logs: offer.logs.clone(),
+                    }],
+                    false,
+                );
+            }
+            let offer = offer?;
+            if offer.devices.is_empty() {
+                return Ok(None);
+            }
+            let spec = cdi::build(
+                kind,
+                &offer.common,
+                &offer.devices,
+                &hook,
+                &global.host_root,
+            )?;
+            let stem = match file_stem {
+                Some(stem) => stem.to_string(),
+                None => format!("hookhost-{}", plugin.name),
+            };
+            let path = cdi::write(dir, &stem, &spec, format)?;
+            Ok(Some((path, spec, offer.devices.len())))
+        })();
+        match written {
+            Ok(Some((path, spec, devices))) => println!(
+                "wrote {}: {} ({devices} devices, cdiVersion {})",
+                path.display(),
+                spec.kind(),
+                spec.version()
+            ),
+            Ok(None) => println!("skipped {}: it offers no device on this host", plugin.name),
+            // Named on the command line, a plugin that cannot plan devices
+            // is an error; among all of them, it is simply not offered.
+            Err(e) if names.is_empty() && is_plans_no_devices(&e) => {
+                println!("skipped {}", crate::error::chain(e.as_ref()))
+            }
+            Err(e) => {
+                eprintln!("hookhost: {}", crate::error::chain(e.as_ref()));
+                failed += 1;
+            }
+        }
+    }
+    if failed > 0 {
+        bail!("{failed} plugin(s) failed; the others' specs are written");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn is_plans_no_devices(e: &anyhow::Error) -> bool {
+    matches!(
+        e.downcast_ref::<cdi::offer::OfferError>(),
+        Some(cdi::offer::OfferError::Plugin(PluginError {
+            failure: Failure::PlansNoDevices { .. },
+            ..
+        }))
+    )
+}
+
+/// `cdi list`: every device of the specs in the CDI directories.
+fn cdi_list(dirs: &[PathBuf]) -> anyhow::Result<ExitCode> {
+    let dirs: Vec<PathBuf> = if dirs.is_empty() {
+        cdi::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        dirs.to_vec()
+    };
+    let mut unreadable = 0;
+    for listed in cdi::list(&dirs)? {
+        match listed.devices {
+            Ok(devices) => {
+                for device in devices {
+                    println!("{device}\t{}", listed.file.display());
+                }
+            }
+            Err(e) => {
+                eprintln!("hookhost: {e}");
+                unreadable += 1;
+            }
+        }
+    }
+    if unreadable > 0 {
+        bail!("{unreadable} spec file(s) could not be read");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `cdi-hook`: the work its arguments name, done as a createContainer hook.
+fn cdi_hook(global: &Global, args: CdiHookArgs) -> anyhow::Result<ExitCode> {
+    let stage = Stage::CreateContainer;
+    let deadline = Deadline::start(stage, Duration::from_secs(args.timeout));
+    let names = std::env::vars_os().map(|(name, _)| name.to_string_lossy().into_owned());
+    flow::check_environment(stage, names)?;
+    let pairs = |flat: Vec<String>| -> Vec<(String, String)> {
+        flat.chunks_exact(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect()
+    };
+    let work = cdi::hook::HookWork {
+        plugin: args.plugin,
+        dirs: pairs(args.dirs),
+        symlinks: pairs(args.symlinks),
+        ldconfig_dirs: args.ldconfig_dirs,
+    };
+    let lowered = work.lower()?;
+    let state = OciState::read(None)?;
+    deadline.container(&state.id);
+    let ctx = ContainerContext::load(&state.bundle.clone(), state, stage)?;
+    if lowered.ops.is_empty() {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let host = HostFs::open(&global.host_root)?;
+    let (_, result) = crate::backend::hook::inject(lowered, &ctx, &host, &args.ldconfig);
+    result?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -92,6 +92,9 @@ struct Manifest {
     limits: Limits,
     #[serde(default)]
     on_error: OnError,
+    /// The CDI kind (`vendor.com/class`) of the specs `hookhost cdi
+    /// generate` writes for this plugin; default `hookhost/NAME`.
+    cdi_kind: Option<String>,
 }
 
 fn empty_object() -> serde_json::Value {
@@ -217,6 +220,8 @@ pub struct WasmPlugin {
     /// The manifest's settings, as the JSON text handed to the plugin.
     pub settings: String,
     pub limits: Limits,
+    /// The CDI kind of its specs (`vendor.com/class`).
+    pub cdi_kind: String,
 }
 
 impl PluginConfig {
@@ -446,6 +451,9 @@ fn load_manifest(
             wasm,
             settings: manifest.settings.to_string(),
             limits: manifest.limits,
+            cdi_kind: manifest
+                .cdi_kind
+                .unwrap_or_else(|| format!("hookhost/{name}")),
         }),
     }))
 }

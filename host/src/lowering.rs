@@ -218,21 +218,9 @@ pub fn lower(
     }
     if let Some(ld) = &plan.ldconfig {
         let plugins = ld.plugins.join(",");
-        let content: String = ld.library_dirs.iter().map(|d| format!("{d}\n")).collect();
-        op(
-            &plugins,
-            Op::Write {
-                path: LDCONFIG_DROP_IN.into(),
-                content: content.into_bytes(),
-                mode: 0o644,
-            },
-        );
-        op(
-            &plugins,
-            Op::Ldconfig {
-                dirs: ld.library_dirs.clone(),
-            },
-        );
+        for what in ldconfig_ops(&ld.library_dirs) {
+            op(&plugins, what);
+        }
     }
     lowered.rules = plan
         .devices
@@ -259,6 +247,22 @@ pub fn lower(
 }
 
 /// The host id of container id `id` under `mappings` (no mappings: the same).
+/// The linker cache's refresh for the library directories `dirs`: the
+/// ld.so.conf.d drop-in that lists them, then ldconfig.
+pub fn ldconfig_ops(dirs: &[String]) -> [Op; 2] {
+    let content: String = dirs.iter().map(|d| format!("{d}\n")).collect();
+    [
+        Op::Write {
+            path: LDCONFIG_DROP_IN.into(),
+            content: content.into_bytes(),
+            mode: 0o644,
+        },
+        Op::Ldconfig {
+            dirs: dirs.to_vec(),
+        },
+    ]
+}
+
 fn map_id(id: u32, mappings: &[IdMapping]) -> Option<u32> {
     if mappings.is_empty() {
         return Some(id);

@@ -152,6 +152,13 @@ impl DeviceGate {
             .as_ref()
             .and_then(|p| p.capabilities().as_ref())
             .and_then(|c| c.bounding().as_ref());
+        // A CDI spec is made for no container: root writes it and the
+        // engine (a device plugin, the user of podman) hands its devices out.
+        let rule = if ctx.stage == Stage::Cdi {
+            DeviceRule::Any
+        } else {
+            rule
+        };
         DeviceGate {
             rule,
             listed,
@@ -541,6 +548,17 @@ mod tests {
             "same path, other number"
         );
         assert!(gate.check("nvidia", &gpu(2)).is_err(), "a block device");
+    }
+
+    #[test]
+    fn a_cdi_spec_is_for_no_container_so_no_device_rule_applies() {
+        let cdi = ContainerContext {
+            stage: Stage::Cdi,
+            ..ContainerContext::empty()
+        };
+        for rule in [DeviceRule::SpecListed, DeviceRule::PrivilegedOnly] {
+            assert_eq!(DeviceGate::new(rule, &cdi).check("nvidia", &gpu(1)), Ok(()));
+        }
     }
 
     #[test]

@@ -407,24 +407,28 @@ impl Instance<'_> {
         Ok(self.applied())
     }
 
-    /// Plans what a container given the devices `names` gets (the store's
-    /// context is an empty one at the `cdi` stage). A plugin of a world
-    /// before 0.2 cannot: [`Failure::PlansNoDevices`].
-    pub fn plan_devices(&mut self, names: &[String]) -> Result<Applied, PluginError> {
-        let bound = self.bound();
-        match &bound {
+    /// Whether the plugin can plan named devices: a plugin of a world
+    /// before 0.2 cannot ([`Failure::PlansNoDevices`]).
+    pub fn can_plan_devices(&self) -> Result<(), PluginError> {
+        match self.bound() {
             Bound::V0_1(_) => {
                 let (major, minor, _) = World::V0_1.version();
-                return Err(self.fail(Failure::PlansNoDevices {
+                Err(self.fail(Failure::PlansNoDevices {
                     found: format!("{major}.{minor}.x"),
-                }));
+                }))
             }
-            Bound::V0_2(policy) => {
-                let policy = policy.clone();
-                self.fallible("plan-devices", |store| {
-                    policy.call_plan_devices(store, names)
-                })?;
-            }
+            Bound::V0_2(_) => Ok(()),
+        }
+    }
+
+    /// Plans what a container given the devices `names` gets (the store's
+    /// context is an empty one at the `cdi` stage).
+    pub fn plan_devices(&mut self, names: &[String]) -> Result<Applied, PluginError> {
+        self.can_plan_devices()?;
+        if let Bound::V0_2(policy) = self.bound() {
+            self.fallible("plan-devices", |store| {
+                policy.call_plan_devices(store, names)
+            })?;
         }
         Ok(self.applied())
     }

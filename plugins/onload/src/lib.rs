@@ -129,8 +129,9 @@ impl Policy for Onload {
         give()
     }
 
-    /// One device, `all`: Onload is the host's driver as a whole. With no
-    /// container, LD_PRELOAD is set unless the setting `preload` is off.
+    /// One device, `all`: Onload is the host's driver as a whole. With the
+    /// setting `preload`, the spec sets LD_PRELOAD (there is no container's
+    /// own value to keep).
     fn plan_devices(names: Vec<String>) -> Result<(), String> {
         hookhost_plugin::check_device_names(&names, &Self::devices()?)?;
         give()

@@ -8,7 +8,9 @@
 //! createContainer hook entry of hookhost's (`hookhost cdi-hook`), and
 //! copies are refused (see [`super::Capabilities`]).
 
+pub mod hook;
 pub mod list;
+pub mod offer;
 pub mod spec;
 pub mod write;
 

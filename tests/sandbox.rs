@@ -108,11 +108,36 @@ fn requests_with_multi_mib_paths_are_refused_and_the_hook_memory_stays_bounded()
         r#"{"activation": {"always": true}, "settings": {"mode": "huge-paths"},
             "limits": {"time-ms": 30000}}"#,
     );
+    let (out, peak_kib) = test_plan_measured(plugins.path(), &[]);
+    assert_fails_with(&out, "make-dir: invalid: /a/a/a");
+    let err = stderr(&out);
+    for refusal in [
+        "a container path may be at most 4095 bytes long (PATH_MAX)",
+        "a symlink target may be at most 4095 bytes long (PATH_MAX)",
+        "a host path may be at most 4095 bytes long (PATH_MAX)",
+        "a glob pattern may be at most 4095 bytes long (PATH_MAX)",
+    ] {
+        assert!(err.contains(refusal), "stderr lacks {refusal:?}:\n{err}");
+    }
+    assert!(peak_kib > 0, "the hook's memory was never read");
+    // The plugin's 64 MiB, the engine, and one request in flight; a host
+    // keeping 400 requests of 4 MiB peaks far above.
+    assert!(
+        peak_kib < 150 << 10,
+        "the hook peaked at {} MiB",
+        peak_kib >> 10
+    );
+}
+
+/// `hookhost test` of an empty bundle with the plugins of `plugins`, and
+/// the peak resident size of the hook in KiB.
+fn test_plan_measured(plugins: &std::path::Path, args: &[&str]) -> (std::process::Output, u64) {
     let bundle = bundle(&config_with_env(&[]));
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hookhost"))
         .args(["test", "--no-cache", "--plugins-dir"])
-        .arg(plugins.path())
+        .arg(plugins)
         .arg(bundle.path())
+        .args(args)
         .env_clear()
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
@@ -132,25 +157,77 @@ fn requests_with_multi_mib_paths_are_refused_and_the_hook_memory_stays_bounded()
         }
         std::thread::sleep(std::time::Duration::from_millis(2));
     }
-    let out = child.wait_with_output().unwrap();
-    assert_fails_with(&out, "make-dir: invalid: /a/a/a");
-    let err = stderr(&out);
-    for refusal in [
-        "a container path may be at most 4095 bytes long (PATH_MAX)",
-        "a symlink target may be at most 4095 bytes long (PATH_MAX)",
-        "a host path may be at most 4095 bytes long (PATH_MAX)",
-        "a glob pattern may be at most 4095 bytes long (PATH_MAX)",
-    ] {
-        assert!(err.contains(refusal), "stderr lacks {refusal:?}:\n{err}");
-    }
-    assert!(peak_kib > 0, "the hook's memory was never read");
-    // The plugin's 64 MiB, the engine, and one request in flight; a host
-    // keeping 400 requests of 4 MiB peaks far above.
-    assert!(
-        peak_kib < 150 << 10,
-        "the hook peaked at {} MiB",
-        peak_kib >> 10
+    (child.wait_with_output().unwrap(), peak_kib)
+}
+
+#[test]
+fn a_plugin_that_panics_in_describe_is_reported_as_trapped_there() {
+    let out = run_hostile("panic-describe", "");
+    assert_fails_with(&out, "trapped in `describe`: wasm trap: wasm `unreachable`");
+}
+
+#[test]
+fn a_plugin_recursing_without_end_is_stopped_by_its_stack() {
+    // Rust's stack on wasm32 is in linear memory: running off its end is an
+    // access out of bounds, caught like any other.
+    let out = run_hostile("recurse", "");
+    assert_fails_with(
+        &out,
+        "trapped in `apply`: wasm trap: out of bounds memory access",
     );
+}
+
+#[test]
+fn a_hundred_thousand_requests_stop_at_the_cap_of_ten_thousand() {
+    let out = run_hostile("many-requests", "");
+    assert_fails_with(
+        &out,
+        "request 10000: invalid: more than 10000 requests from one policy",
+    );
+}
+
+#[test]
+fn a_million_log_lines_keep_a_thousand() {
+    let out = run_hostile("log-million", r#", "limits": {"time-ms": 30000}"#);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("hostile: warn: 999000 more log lines dropped"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn each_misbehaving_skip_plugin_is_skipped_by_name_the_others_plan_kept_and_memory_bounded() {
+    let cases = [
+        ("loop", "exceeded its time limit of 300 ms"),
+        ("alloc", "exceeded its memory limit of 64 MiB"),
+        ("recurse", "trapped in `apply`"),
+        ("panic-describe", "trapped in `describe`"),
+        ("many-requests", "more than 10000 requests from one policy"),
+        ("trap", "trapped in `apply`"),
+    ];
+    for (mode, why) in cases {
+        let plugins = sleeper_and_scripted(mode);
+        let (out, peak_kib) = test_plan_measured(plugins.path(), &["--json"]);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{mode}: {err}");
+        assert!(
+            err.contains("warning: skipped plugin `hostile`") && err.contains(why),
+            "{mode}: {err}"
+        );
+        let plan: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(
+            plan["directories"],
+            serde_json::json!([{"plugin": "scripted", "container-path": "/var/lib/scripted", "mode": "0755"}]),
+            "{mode}: the other plugin's plan, and nothing of hostile's"
+        );
+        // The plugin's 64 MiB, the engine and hookhost's own.
+        assert!(
+            peak_kib > 0 && peak_kib < 150 << 10,
+            "{mode}: peak {peak_kib} KiB"
+        );
+    }
 }
 
 #[test]

@@ -179,8 +179,8 @@ pub enum Failure {
     Timeout(u64),
     #[error("exceeded its memory limit of {0} MiB")]
     OutOfMemory(u64),
-    #[error("trapped: {0}")]
-    Trap(String),
+    #[error("trapped in `{call}`: {message}")]
+    Trap { call: &'static str, message: String },
     #[error("{call} failed: {message}")]
     Refused { call: &'static str, message: String },
 }
@@ -331,7 +331,7 @@ impl Runtime {
             })
         });
         instance.bindings = Some(bindings.map_err(|e| match e.failure {
-            Failure::Trap(message) => PluginError {
+            Failure::Trap { message, .. } => PluginError {
                 failure: Failure::Instantiate(message),
                 ..e
             },
@@ -500,7 +500,10 @@ impl Instance<'_> {
                 // The root cause says what happened ("wasm `unreachable`
                 // instruction executed"); the rest is a backtrace of
                 // unnamed functions that helps nobody reading a hook error.
-                Failure::Trap(e.root_cause().to_string())
+                Failure::Trap {
+                    call,
+                    message: e.root_cause().to_string(),
+                }
             };
             self.fail(failure)
         })

@@ -12,6 +12,11 @@
 //!   paths of several MiB, 100 times over; returns the host's refusals as
 //!   its error (an accepted request is reported as a breach);
 //! - `log-flood`: logs 100,000 lines and succeeds;
+//! - `log-million`: logs 1,000,000 lines and succeeds;
+//! - `recurse`: recurses without end (the stack limit must stop it);
+//! - `many-requests`: asks for 100,000 directories, each a different path,
+//!   and returns the first refusal as its error;
+//! - `panic-describe`: panics in `describe`, before `apply` is reached;
 //! - `alloc`: allocates without bound (the memory limit must stop it);
 //! - `escape`: asks for `/etc/shadow` and `/dev/mem`, and returns the host's
 //!   refusals as its error (a success is reported as a breach);
@@ -44,12 +49,22 @@ enum Mode {
     Trap,
     Wasi,
     Noop,
+    LogMillion,
+    Recurse,
+    ManyRequests,
+    PanicDescribe,
 }
 
 struct Hostile;
 
 impl Policy for Hostile {
     fn describe() -> PluginInfo {
+        if matches!(
+            hookhost_plugin::settings::<Settings>().map(|s| s.mode),
+            Ok(Mode::PanicDescribe)
+        ) {
+            panic!("hostile: describe panics on purpose");
+        }
         PluginInfo {
             name: "hostile".into(),
             vendor: "hookhost tests".into(),
@@ -129,9 +144,34 @@ impl Policy for Hostile {
                     ))
                 }
             }
-            Mode::Noop => Ok(()),
+            Mode::Noop | Mode::PanicDescribe => Ok(()),
+            Mode::LogMillion => {
+                for i in 0..1_000_000 {
+                    log::info!("line {i}");
+                }
+                Ok(())
+            }
+            Mode::Recurse => Err(format!("recursion ended at {}", recurse(0))),
+            Mode::ManyRequests => {
+                for i in 0..100_000 {
+                    inject::make_dir(&format!("/var/lib/hostile/{i}"), 0o755)
+                        .map_err(|e| format!("request {i}: {e}"))?;
+                }
+                Err("sandbox breach: 100,000 requests accepted".into())
+            }
         }
     }
+}
+
+/// Recursion that cannot be turned into a loop: each frame keeps a buffer
+/// alive across the call. It ends only where `depth` wraps, which the stack
+/// never reaches.
+fn recurse(depth: u64) -> u64 {
+    if std::hint::black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let frame = std::hint::black_box([depth; 64]);
+    frame[0] + recurse(depth + 1) + frame[63]
 }
 
 /// Requests with paths of 4 MiB, each different so that none is a

@@ -59,6 +59,114 @@ fn a_host_without_the_driver_fails_clearly() {
     run_case("no-driver");
 }
 
+#[test]
+fn video_brings_the_compute_libraries_and_uvm_but_not_the_mps_executables() {
+    run_case("capabilities-video");
+}
+
+#[test]
+fn display_brings_the_graphics_libraries_and_the_modeset_node() {
+    run_case("capabilities-display");
+}
+
+#[test]
+fn ngx_brings_the_ngx_library() {
+    run_case("capabilities-ngx");
+}
+
+#[test]
+fn all_capabilities_include_ngx() {
+    run_case("capabilities-all-ngx-host");
+}
+
+#[test]
+fn all_with_another_capability_is_all() {
+    run_case("capabilities-all-with-a-name");
+}
+
+#[test]
+fn pci_bus_ids_select_gpus_in_any_case_with_or_without_the_domain() {
+    run_case("pci-bus-id");
+}
+
+#[test]
+fn an_unknown_pci_bus_id_fails_naming_the_bus_ids_the_host_has() {
+    run_case("unknown-bus-id");
+}
+
+#[test]
+fn a_uuid_matches_in_any_case_gpu_prefix_included() {
+    run_case("uuid-any-case");
+}
+
+#[test]
+fn all_anywhere_in_a_list_gives_every_gpu() {
+    run_case("all-in-a-list");
+}
+
+#[test]
+fn none_anywhere_in_a_list_wins_over_all_and_gives_the_driver_only() {
+    run_case("none-in-a-list");
+}
+
+#[test]
+fn void_anywhere_in_a_list_wins_over_all_and_injects_nothing() {
+    run_case("void-in-a-list");
+}
+
+#[test]
+fn the_special_values_match_in_any_case() {
+    run_case("special-values-any-case");
+}
+
+#[test]
+fn set_but_empty_is_void_and_injects_nothing() {
+    run_case("empty");
+}
+
+#[test]
+fn on_a_host_without_gpus_a_list_gives_the_driver_only() {
+    run_case("no-gpus-list");
+}
+
+/// The plans of the cases above say what their names claim, beside the
+/// cases they mirror.
+#[test]
+fn the_parity_cases_expect_what_their_names_say() {
+    let plan = |case: &str| {
+        std::fs::read_to_string(fixtures().join("nvidia").join(case).join("expected.json")).unwrap()
+    };
+    assert_eq!(
+        plan("capabilities-all-with-a-name"),
+        plan("capabilities-all")
+    );
+    assert_eq!(plan("all-in-a-list"), plan("all"));
+    assert_eq!(plan("none-in-a-list"), plan("none"));
+    assert_eq!(plan("special-values-any-case"), plan("none"));
+    assert_eq!(plan("no-gpus-list"), plan("none"));
+    assert_eq!(plan("void-in-a-list"), plan("void"));
+    assert_eq!(plan("empty"), plan("void"));
+    assert_eq!(gpu_nodes("pci-bus-id"), ["/dev/nvidia1", "/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("uuid-any-case"), ["/dev/nvidia1"]);
+    let video = expected_devices("nvidia", "capabilities-video");
+    assert!(video.contains(&"/dev/nvidia-uvm".to_string()), "{video:?}");
+    let display = expected_devices("nvidia", "capabilities-display");
+    assert!(
+        display.contains(&"/dev/nvidia-modeset".to_string()),
+        "{display:?}"
+    );
+    assert!(
+        !display.contains(&"/dev/nvidia-uvm".to_string()),
+        "{display:?}"
+    );
+    for case in ["capabilities-ngx", "capabilities-all-ngx-host"] {
+        assert!(plan(case).contains("/libnvidia-ngx.so.550.54.14"), "{case}");
+    }
+    assert!(plan("capabilities-video").contains("/libcuda.so.550.54.14"));
+    assert!(!plan("capabilities-video").contains("nvidia-cuda-mps"));
+    assert!(plan("capabilities-display").contains("/libGLX_nvidia.so.550.54.14"));
+}
+
 // The spec's linux.devices holds the one GPU a device plugin allocated
 // (GPU 1, with the control nodes), and the image says
 // NVIDIA_VISIBLE_DEVICES=all.

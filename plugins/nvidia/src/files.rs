@@ -10,7 +10,8 @@ use hookhost_plugin::log;
 
 use crate::select::Capability;
 
-/// Library names (the part before `.so`) for each capability.
+/// Library names (the part before `.so`) for each capability: its own, see
+/// `Capability::libraries_of` for those it brings from others.
 pub fn libraries(cap: Capability) -> &'static [&'static str] {
     match cap {
         Capability::Utility => &["libnvidia-ml", "libnvidia-cfg", "libnvidia-nscq"],
@@ -49,6 +50,7 @@ pub fn libraries(cap: Capability) -> &'static [&'static str] {
             "libnvidia-glvkspirv",
             "libnvidia-cbl",
         ],
+        Capability::Ngx => &["libnvidia-ngx"],
         Capability::Display | Capability::Compat32 => &[],
     }
 }

@@ -119,6 +119,9 @@ impl Policy for Nvidia {
             None => None,
         };
         let mut gpus = visible.select(&driver.gpus)?;
+        if driver.gpus.is_empty() && matches!(visible, Visible::List(_)) {
+            log::info!("this host has no NVIDIA GPU: {VISIBLE_DEVICES} gives the driver only");
+        }
         if let Some(allocated) = &allocated {
             let describe = |gpu: &&Gpu| describe(&driver.gpus, gpu);
             gpus = allocation::narrow(
@@ -162,7 +165,7 @@ fn give(
     version: &str,
     gpus: Vec<&Gpu>,
 ) -> Result<(), String> {
-    control_devices(caps)?;
+    control_devices(&Capability::libraries_of(caps))?;
     for gpu in gpus {
         log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
         Device::new(gpu_node(gpu)).request()?;
@@ -203,8 +206,9 @@ fn nothing_allocated() -> String {
     )
 }
 
-/// The nodes beside the GPUs' own, each with the capability that needs it,
-/// as libnvidia-container grants them.
+/// The nodes beside the GPUs' own, each with the capability whose libraries
+/// need it (see `Capability::libraries_of`: `video` brings compute's and so
+/// the UVM nodes), as libnvidia-container grants them.
 const CONTROL_DEVICES: [(&str, Option<Capability>); 4] = [
     ("/dev/nvidiactl", None),
     ("/dev/nvidia-uvm", Some(Capability::Compute)),
@@ -212,9 +216,10 @@ const CONTROL_DEVICES: [(&str, Option<Capability>); 4] = [
     ("/dev/nvidia-modeset", Some(Capability::Display)),
 ];
 
-fn control_devices(caps: &[Capability]) -> Result<(), String> {
+/// `libraries_of`: the capabilities whose libraries the container gets.
+fn control_devices(libraries_of: &[Capability]) -> Result<(), String> {
     for (path, needs) in CONTROL_DEVICES {
-        if needs.is_some_and(|cap| !caps.contains(&cap)) {
+        if needs.is_some_and(|cap| !libraries_of.contains(&cap)) {
             continue;
         }
         if files::exists(path)? && host::stat(path)?.kind == FileKind::CharDevice {
@@ -233,18 +238,24 @@ fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Resu
     if caps.contains(&Capability::Compat32) {
         search_paths.push(&settings.compat32_dirs);
     }
+    // `video` brings compute's libraries but not its executables, `display`
+    // graphics' libraries and their loaders' configuration.
+    let libraries_of = Capability::libraries_of(caps);
     let mut any_library = false;
-    for &cap in caps {
+    for &cap in &libraries_of {
         for name in files::libraries(cap) {
             for dirs in &search_paths {
                 any_library |= files::versioned(dirs, name, version, FileRole::Library)?;
             }
         }
+        if !caps.contains(&cap) {
+            continue;
+        }
         for name in files::binaries(cap) {
             files::first_of(&settings.binary_dirs, name, FileRole::Binary)?;
         }
     }
-    if caps.contains(&Capability::Graphics) {
+    if libraries_of.contains(&Capability::Graphics) {
         for path in files::GRAPHICS_CONFIG {
             if files::exists(path)? {
                 inject::misc(path)?;

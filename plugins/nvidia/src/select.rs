@@ -12,7 +12,8 @@ pub enum Visible {
     DriverOnly,
     /// `all`.
     All,
-    /// A comma list of indices and UUIDs, in the container's order.
+    /// A comma list of indices, UUIDs and PCI bus ids, in the container's
+    /// order.
     List(Vec<GpuId>),
 }
 
@@ -20,30 +21,96 @@ pub enum Visible {
 pub enum GpuId {
     Index(usize),
     Uuid(String),
+    /// `[domain:]bus:device.function`, in hex.
+    BusId(PciAddress),
+}
+
+/// A PCI address, compared by value: `0000:3B:00.0`, `3b:00.0` and NVML's
+/// `00000000:3B:00.0` are the same GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PciAddress {
+    domain: u32,
+    bus: u8,
+    device: u8,
+    function: u8,
+}
+
+impl PciAddress {
+    /// `[domain:]bus:device.function`: hex numbers of at most 8, 2, 2 and 1
+    /// digits, in either case; the domain defaults to 0.
+    pub fn parse(text: &str) -> Option<Self> {
+        fn hex(part: &str, max_digits: usize) -> Option<u32> {
+            let digits_only = part.chars().all(|c| c.is_ascii_hexdigit());
+            if part.is_empty() || part.len() > max_digits || !digits_only {
+                return None;
+            }
+            u32::from_str_radix(part, 16).ok()
+        }
+        let (rest, function) = text.split_once('.')?;
+        let parts: Vec<&str> = rest.split(':').collect();
+        let (domain, bus, device) = match parts[..] {
+            [bus, device] => (0, bus, device),
+            [domain, bus, device] => (hex(domain, 8)?, bus, device),
+            _ => return None,
+        };
+        let address = PciAddress {
+            domain,
+            bus: hex(bus, 2)? as u8,
+            device: hex(device, 2)? as u8,
+            function: hex(function, 1)? as u8,
+        };
+        (address.device < 0x20 && address.function < 8).then_some(address)
+    }
+}
+
+impl std::fmt::Display for PciAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let PciAddress {
+            domain,
+            bus,
+            device,
+            function,
+        } = self;
+        write!(f, "{domain:04x}:{bus:02x}:{device:02x}.{function:x}")
+    }
 }
 
 impl Visible {
+    /// NVIDIA's toolkit reads the variable as a comma list: `void` anywhere
+    /// in it (or no entry at all) gives nothing, else `none` anywhere gives
+    /// the driver only, else `all` anywhere gives every GPU; the special
+    /// words match in any case here.
     pub fn parse(value: Option<&str>) -> Result<Self, String> {
-        let value = value.unwrap_or("").trim();
-        Ok(match value {
-            "" | "void" => Visible::Nothing,
-            "none" => Visible::DriverOnly,
-            "all" => Visible::All,
-            list => Visible::List(
-                list.split(',')
-                    .map(str::trim)
-                    .filter(|id| !id.is_empty())
+        let ids: Vec<&str> = value
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
+            .collect();
+        let has = |word: &str| ids.iter().any(|id| id.eq_ignore_ascii_case(word));
+        Ok(if ids.is_empty() || has("void") {
+            Visible::Nothing
+        } else if has("none") {
+            Visible::DriverOnly
+        } else if has("all") {
+            Visible::All
+        } else {
+            Visible::List(
+                ids.into_iter()
                     .map(GpuId::parse)
                     .collect::<Result<_, _>>()?,
-            ),
+            )
         })
     }
 
-    /// The GPUs selected among `gpus` (in bus order), each once.
+    /// The GPUs selected among `gpus` (in bus order), each once. On a host
+    /// without GPUs a list selects none, as NVIDIA's toolkit does (the
+    /// container still gets the driver).
     pub fn select<'a>(&self, gpus: &'a [Gpu]) -> Result<Vec<&'a Gpu>, String> {
         let ids = match self {
             Visible::Nothing | Visible::DriverOnly => return Ok(Vec::new()),
             Visible::All => return Ok(gpus.iter().collect()),
+            Visible::List(_) if gpus.is_empty() => return Ok(Vec::new()),
             Visible::List(ids) => ids,
         };
         let mut selected: Vec<&Gpu> = Vec::new();
@@ -60,6 +127,14 @@ impl Visible {
                         let known: Vec<String> = gpus.iter().map(|gpu| gpu.uuid.clone()).collect();
                         not_found(&format!("UUID {uuid}"), &known)
                     })?,
+                GpuId::BusId(address) => gpus
+                    .iter()
+                    .find(|gpu| PciAddress::parse(&gpu.bus_id) == Some(*address))
+                    .ok_or_else(|| {
+                        let known: Vec<String> =
+                            gpus.iter().map(|gpu| gpu.bus_id.clone()).collect();
+                        not_found(&format!("PCI bus id {address}"), &known)
+                    })?,
             };
             if !selected.iter().any(|s| std::ptr::eq(*s, gpu)) {
                 selected.push(gpu);
@@ -71,25 +146,29 @@ impl Visible {
 
 impl GpuId {
     fn parse(id: &str) -> Result<Self, String> {
-        if id.starts_with("GPU-") {
+        let uuid_prefix = id.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("GPU-"));
+        if uuid_prefix && id.len() > 4 {
             Ok(GpuId::Uuid(id.to_string()))
+        } else if let Some(address) = PciAddress::parse(id) {
+            Ok(GpuId::BusId(address))
         } else if let Ok(index) = id.parse() {
             Ok(GpuId::Index(index))
         } else {
             Err(format!(
-                "NVIDIA_VISIBLE_DEVICES: `{id}` is neither a GPU index nor a GPU-… UUID \
-                 (nor all, none or void)"
+                "NVIDIA_VISIBLE_DEVICES: `{id}` is neither a GPU index, a GPU-… UUID nor a \
+                 PCI bus id (nor all, none or void)"
             ))
         }
     }
 }
 
+/// The error for a GPU this host lacks (it has some: see `select`).
 fn not_found(what: &str, known: &[String]) -> String {
-    let host = match known.len() {
-        0 => "this host has none".to_string(),
-        n => format!("this host has {n}: {}", known.join(", ")),
-    };
-    format!("NVIDIA_VISIBLE_DEVICES: no GPU with {what} ({host})")
+    format!(
+        "NVIDIA_VISIBLE_DEVICES: no GPU with {what} (this host has {}: {})",
+        known.len(),
+        known.join(", ")
+    )
 }
 
 /// A driver capability: each one selects a part of the driver.
@@ -100,16 +179,18 @@ pub enum Capability {
     Video,
     Graphics,
     Display,
+    Ngx,
     Compat32,
 }
 
 impl Capability {
-    pub const ALL: [Capability; 6] = [
+    pub const ALL: [Capability; 7] = [
         Capability::Utility,
         Capability::Compute,
         Capability::Video,
         Capability::Graphics,
         Capability::Display,
+        Capability::Ngx,
         Capability::Compat32,
     ];
 
@@ -120,23 +201,59 @@ impl Capability {
             Capability::Video => "video",
             Capability::Graphics => "graphics",
             Capability::Display => "display",
+            Capability::Ngx => "ngx",
             Capability::Compat32 => "compat32",
         }
     }
 
+    /// The capabilities whose libraries (and the nodes those need) this one
+    /// brings, as libnvidia-container's option table has it: `video` brings
+    /// compute's libraries too (not its executables), `display` graphics'.
+    fn brings_libraries_of(self) -> &'static [Capability] {
+        use Capability::*;
+        match self {
+            Utility => &[Utility],
+            Compute => &[Compute],
+            Video => &[Compute, Video],
+            Graphics => &[Graphics],
+            Display => &[Graphics, Display],
+            Ngx => &[Ngx],
+            Compat32 => &[Compat32],
+        }
+    }
+
+    /// The capabilities whose libraries `caps` bring, sorted and without
+    /// repeats.
+    pub fn libraries_of(caps: &[Capability]) -> Vec<Capability> {
+        let mut all: Vec<Capability> = caps
+            .iter()
+            .flat_map(|cap| cap.brings_libraries_of())
+            .copied()
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+
     /// The value of `NVIDIA_DRIVER_CAPABILITIES`, sorted and without repeats;
-    /// unset or empty means `utility,compute`.
+    /// unset or empty means `utility,compute`. `all` anywhere in the list
+    /// means every capability, whatever else the list names, as in NVIDIA's
+    /// toolkit.
     pub fn parse_list(value: Option<&str>) -> Result<Vec<Capability>, String> {
-        let value = value.unwrap_or("").trim();
-        if value.is_empty() {
+        let names: Vec<&str> = value
+            .unwrap_or("")
+            .split(',')
+            .map(str::trim)
+            .filter(|n| !n.is_empty())
+            .collect();
+        if names.is_empty() {
             return Ok(vec![Capability::Utility, Capability::Compute]);
         }
+        if names.contains(&"all") {
+            return Ok(Self::ALL.to_vec());
+        }
         let mut caps = Vec::new();
-        for name in value.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-            if name == "all" {
-                caps.extend(Self::ALL);
-                continue;
-            }
+        for name in names {
             let cap = Self::ALL
                 .into_iter()
                 .find(|c| c.name() == name)
@@ -180,7 +297,9 @@ mod tests {
     #[test]
     fn special_values() {
         assert_eq!(Visible::parse(None), Ok(Visible::Nothing));
+        assert_eq!(Visible::parse(Some("")), Ok(Visible::Nothing));
         assert_eq!(Visible::parse(Some(" ")), Ok(Visible::Nothing));
+        assert_eq!(Visible::parse(Some(" , ,")), Ok(Visible::Nothing));
         assert_eq!(Visible::parse(Some("void")), Ok(Visible::Nothing));
         assert_eq!(Visible::parse(Some("none")), Ok(Visible::DriverOnly));
         assert_eq!(minors("none"), Ok(vec![]));
@@ -188,10 +307,77 @@ mod tests {
     }
 
     #[test]
+    fn special_values_anywhere_in_the_list_decide_void_then_none_then_all() {
+        assert_eq!(Visible::parse(Some("0,all")), Ok(Visible::All));
+        assert_eq!(Visible::parse(Some("all, 1")), Ok(Visible::All));
+        assert_eq!(Visible::parse(Some("0,none")), Ok(Visible::DriverOnly));
+        assert_eq!(Visible::parse(Some("all,none")), Ok(Visible::DriverOnly));
+        assert_eq!(Visible::parse(Some("1,void")), Ok(Visible::Nothing));
+        assert_eq!(Visible::parse(Some("none,all,void")), Ok(Visible::Nothing));
+        // Whatever else the list holds, even what is no GPU id.
+        assert_eq!(Visible::parse(Some("MIG-1,all")), Ok(Visible::All));
+    }
+
+    #[test]
+    fn special_values_match_in_any_case() {
+        assert_eq!(Visible::parse(Some("ALL")), Ok(Visible::All));
+        assert_eq!(Visible::parse(Some("None")), Ok(Visible::DriverOnly));
+        assert_eq!(Visible::parse(Some("0,VOID")), Ok(Visible::Nothing));
+    }
+
+    #[test]
     fn lists_keep_the_containers_order_without_repeats() {
         assert_eq!(minors("1,0"), Ok(vec![1, 0]));
         assert_eq!(minors(" 1 , GPU-bbbb,0,"), Ok(vec![1, 0]));
         assert_eq!(minors("GPU-BBBB"), Ok(vec![1]));
+        assert_eq!(minors("gpu-bbbb,gPu-AAAA"), Ok(vec![1, 0]));
+    }
+
+    #[test]
+    fn pci_bus_ids_select_gpus_in_any_case_with_or_without_the_domain() {
+        assert_eq!(minors("0000:01:00.0"), Ok(vec![1]));
+        assert_eq!(minors("01:00.0,0000:00:00.0"), Ok(vec![1, 0]));
+        assert_eq!(minors("00000000:01:00.0,1"), Ok(vec![1]));
+        let gpus = vec![Gpu {
+            bus_id: "0000:3b:00.0".into(),
+            uuid: "GPU-aaaa".into(),
+            minor: 0,
+        }];
+        for id in ["0000:3B:00.0", "3b:00.0", "00000000:3B:00.0", "0:3b:0.0"] {
+            let selected = Visible::parse(Some(id)).unwrap().select(&gpus);
+            assert_eq!(selected, Ok(vec![&gpus[0]]), "{id}");
+        }
+        assert_eq!(
+            minors("0000:3b:00.1"),
+            Err(
+                "NVIDIA_VISIBLE_DEVICES: no GPU with PCI bus id 0000:3b:00.1 \
+                 (this host has 2: 0000:00:00.0, 0000:01:00.0)"
+                    .into()
+            )
+        );
+    }
+
+    #[test]
+    fn pci_addresses() {
+        let parse = |text| PciAddress::parse(text).map(|a| a.to_string());
+        assert_eq!(parse("0000:3B:00.0").as_deref(), Some("0000:3b:00.0"));
+        assert_eq!(parse("3b:1f.7").as_deref(), Some("0000:3b:1f.7"));
+        assert_eq!(parse("10000:3b:00.0").as_deref(), Some("10000:3b:00.0"));
+        for wrong in [
+            "3b:00",
+            "3b.0",
+            "0000:3b:00.8",
+            "0000:3b:20.0",
+            "0000:13b:00.0",
+            ":3b:00.0",
+            "0:0:3b:00.0",
+            "+3b:00.0",
+            "3b:00.0.0",
+            "000000000:3b:00.0",
+            "0000:3b:00.",
+        ] {
+            assert_eq!(PciAddress::parse(wrong), None, "{wrong}");
+        }
     }
 
     #[test]
@@ -206,13 +392,19 @@ mod tests {
                  (this host has 2: GPU-aaaa, GPU-bbbb)"
                 .into())
         );
-        assert_eq!(
-            Visible::parse(Some("0")).unwrap().select(&[]),
-            Err("NVIDIA_VISIBLE_DEVICES: no GPU with index 0 (this host has none)".into())
-        );
         assert!(minors("MIG-1234")
             .unwrap_err()
             .contains("`MIG-1234` is neither"));
+        assert!(minors("GPU-").unwrap_err().contains("`GPU-` is neither"));
+    }
+
+    #[test]
+    fn on_a_host_without_gpus_a_list_selects_none() {
+        for list in ["0", "GPU-aaaa", "3b:00.0", "0,1"] {
+            let visible = Visible::parse(Some(list)).unwrap();
+            assert_eq!(visible.select(&[]), Ok(vec![]), "{list}");
+        }
+        assert_eq!(Visible::All.select(&[]), Ok(vec![]));
     }
 
     #[test]
@@ -224,15 +416,41 @@ mod tests {
             Capability::parse_list(Some("video, utility,video")),
             Ok(vec![Utility, Video])
         );
+        assert_eq!(Capability::parse_list(Some("ngx")), Ok(vec![Ngx]));
         assert_eq!(
             Capability::parse_list(Some("all")),
             Ok(Capability::ALL.to_vec())
         );
+        assert!(Capability::ALL.contains(&Ngx));
         assert_eq!(
             Capability::parse_list(Some("compute,gpu")),
             Err("NVIDIA_DRIVER_CAPABILITIES: unknown capability `gpu` \
-                 (known: utility, compute, video, graphics, display, compat32, all)"
+                 (known: utility, compute, video, graphics, display, ngx, compat32, all)"
                 .into())
         );
+    }
+
+    #[test]
+    fn all_with_other_names_is_all() {
+        for list in ["all,ngx", "video,all", "all,compute,all", "all,future"] {
+            assert_eq!(
+                Capability::parse_list(Some(list)),
+                Ok(Capability::ALL.to_vec()),
+                "{list}"
+            );
+        }
+    }
+
+    #[test]
+    fn video_brings_computes_libraries_and_display_graphics() {
+        use Capability::*;
+        assert_eq!(Capability::libraries_of(&[Video]), [Compute, Video]);
+        assert_eq!(Capability::libraries_of(&[Display]), [Graphics, Display]);
+        assert_eq!(
+            Capability::libraries_of(&[Utility, Video, Display]),
+            [Utility, Compute, Video, Graphics, Display]
+        );
+        assert_eq!(Capability::libraries_of(&[Utility, Ngx]), [Utility, Ngx]);
+        assert_eq!(Capability::libraries_of(&Capability::ALL), Capability::ALL);
     }
 }

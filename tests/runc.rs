@@ -116,6 +116,20 @@ impl Bundle {
         std::fs::write(&path, config.to_string()).unwrap();
     }
 
+    /// Points the hook at the plugin cache `cache` (shared with other
+    /// bundles) instead of the bundle's own.
+    pub(crate) fn use_cache(&self, cache: &Path) {
+        let path = self.dir.path().join("config.json");
+        let mut config: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let args = config["hooks"]["prestart"][0]["args"]
+            .as_array_mut()
+            .unwrap();
+        let at = args.iter().position(|a| a == "--cache-dir").unwrap() + 1;
+        args[at] = cache.display().to_string().into();
+        std::fs::write(&path, config.to_string()).unwrap();
+    }
+
     /// Points the hook at `ldconfig` and gives the hook `env`, none of
     /// which may reach ldconfig.
     pub(crate) fn hook_ldconfig(&self, ldconfig: &Path, env: &[&str]) {

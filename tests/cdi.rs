@@ -363,3 +363,28 @@ fn a_failing_plugin_is_named_the_others_are_written_and_a_0_1_plugin_is_not_offe
         stderr(&named)
     );
 }
+
+#[test]
+fn the_spec_of_a_plugin_whose_devices_are_gone_is_removed() {
+    let out = tempfile::tempdir().unwrap();
+    let installed = plugins().join("plugins.d");
+    let file = out.path().join("hookhost-onload.json");
+    let with_driver = fake_host("onload");
+    let written = generate_into(with_driver.path(), out.path(), &installed, &["onload"]);
+    assert!(written.status.success(), "{}", stderr(&written));
+    assert!(file.is_file());
+    // The driver is gone: an old spec would still offer amd.com/onload=all.
+    let without = fake_host("bare");
+    let again = generate_into(without.path(), out.path(), &installed, &["onload"]);
+    assert!(again.status.success(), "{}", stderr(&again));
+    let text = stdout(&again);
+    assert!(
+        text.contains("skipped onload: it offers no device on this host"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("removed {}", file.display())),
+        "{text}"
+    );
+    assert!(!file.exists());
+}

@@ -646,6 +646,10 @@ fn cdi_generate(
             continue;
         };
         let kind = vendor_class.unwrap_or(&wasm.cdi_kind);
+        let stem = match file_stem {
+            Some(stem) => stem.to_string(),
+            None => format!("hookhost-{}", plugin.name),
+        };
         let written = (|| -> anyhow::Result<Option<(PathBuf, cdi::Spec, usize)>> {
             let offer = cdi::offer::plan(&runtime, plugin);
             if let Ok(offer) = &offer {
@@ -669,10 +673,6 @@ fn cdi_generate(
                 &hook,
                 &global.host_root,
             )?;
-            let stem = match file_stem {
-                Some(stem) => stem.to_string(),
-                None => format!("hookhost-{}", plugin.name),
-            };
             let path = cdi::write(dir, &stem, &spec, format)?;
             Ok(Some((path, spec, offer.devices.len())))
         })();
@@ -683,7 +683,20 @@ fn cdi_generate(
                 spec.kind(),
                 spec.version()
             ),
-            Ok(None) => println!("skipped {}: it offers no device on this host", plugin.name),
+            // A spec of hookhost's own from before would offer devices the
+            // host no longer has.
+            Ok(None) => match cdi::remove(dir, &stem) {
+                Ok(removed) => {
+                    println!("skipped {}: it offers no device on this host", plugin.name);
+                    for path in removed {
+                        println!("removed {}: its devices are gone", path.display());
+                    }
+                }
+                Err(e) => {
+                    eprintln!("hookhost: plugin `{}`: {e}", plugin.name);
+                    failed += 1;
+                }
+            },
             // Named on the command line, a plugin that cannot plan devices
             // is an error; among all of them, it is simply not offered.
             Err(e) if names.is_empty() && is_plans_no_devices(&e) => {

@@ -22,7 +22,7 @@ use container_device_interface::specs::config;
 
 pub use list::{list, Listed, DEFAULT_DIRS};
 pub use spec::{build, version, HookCommand, Spec, HOOK_ENV};
-pub use write::write;
+pub use write::{remove, write};
 
 /// Why a CDI spec cannot be built, written or read.
 #[derive(Debug, thiserror::Error)]

@@ -38,6 +38,25 @@ pub fn write(
     Ok(path)
 }
 
+/// Removes the spec files `dir/<file_stem>.json` and `.yaml` (those
+/// [`write`] makes), for a plugin that no longer offers devices: a spec left
+/// behind would offer devices the host no longer has. Returns what was removed.
+pub fn remove(dir: &Path, file_stem: &str) -> Result<Vec<PathBuf>, CdiError> {
+    if file_stem.is_empty() || file_stem.contains('/') || file_stem.starts_with('.') {
+        return Err(CdiError::FileName(file_stem.into()));
+    }
+    let mut removed = Vec::new();
+    for format in [Format::Json, Format::Yaml] {
+        let path = dir.join(format!("{file_stem}.{}", format.extension()));
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(CdiError::Io { path, source }),
+        }
+    }
+    Ok(removed)
+}
+
 #[cfg(test)]
 mod tests {
     use std::fs;

@@ -19,6 +19,36 @@ pub mod hook;
 pub mod shim;
 
 use crate::context::Stage;
+use crate::hostfs::{HostError, HostFs};
+use crate::lowering::{Lowered, Op};
+
+/// A bind source that is no longer what the allow-list passed.
+#[derive(Debug, thiserror::Error)]
+#[error("plugin `{plugin}`: bind {path}: {source}")]
+pub struct BindSourceError {
+    pub plugin: String,
+    /// The container path of the bind.
+    pub path: String,
+    pub source: HostError,
+}
+
+/// For the back ends that hand a runtime bind sources by path (spec edits,
+/// CDI): each must still resolve to itself, through directories only root
+/// writes, when the back end writes it down (the hook opens its sources
+/// instead, see `hook::sources`).
+pub fn check_bind_sources(host: &HostFs, lowered: &Lowered) -> Result<(), BindSourceError> {
+    for op in &lowered.ops {
+        if let Op::Bind { host_path, .. } = &op.what {
+            host.find_planned(host_path)
+                .map_err(|source| BindSourceError {
+                    plugin: op.plugin.clone(),
+                    path: op.what.path().to_string(),
+                    source,
+                })?;
+        }
+    }
+    Ok(())
+}
 
 /// What a back end can carry out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

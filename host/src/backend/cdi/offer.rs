@@ -6,7 +6,6 @@ use std::sync::Arc;
 
 use crate::config::PluginConfig;
 use crate::context::{ContainerContext, Stage};
-use crate::hostfs::HostError;
 use crate::lowering::{lower, Attributed, Lowered, Op};
 use crate::runtime::{LogLine, PluginError, Runtime};
 
@@ -31,13 +30,8 @@ pub struct Offer {
 pub enum OfferError {
     #[error(transparent)]
     Plugin(#[from] PluginError),
-    /// A bind's source is no longer what the allow-list passed.
-    #[error("plugin `{plugin}`: bind {path}: {source}")]
-    Source {
-        plugin: String,
-        path: String,
-        source: HostError,
-    },
+    #[error(transparent)]
+    Source(#[from] crate::backend::BindSourceError),
 }
 
 /// Plans each device `plugin` offers on this host, each in a fresh store.
@@ -60,20 +54,8 @@ pub fn plan(runtime: &Runtime, plugin: &PluginConfig) -> Result<Offer, OfferErro
         offer.logs.extend(applied.logs);
         // Owners as the container sees them: no mapping, nothing to fail.
         let lowered = lower(&applied.plan, &[], &[]).expect("identity maps every id");
-        // The runtime will mount each source by its path: it must still be
-        // the file the allow-list passed, through directories only root writes.
-        for op in &lowered.ops {
-            if let Op::Bind { host_path, .. } = &op.what {
-                runtime
-                    .host()
-                    .find_planned(host_path)
-                    .map_err(|source| OfferError::Source {
-                        plugin: op.plugin.clone(),
-                        path: op.what.path().to_string(),
-                        source,
-                    })?;
-            }
-        }
+        // The engine will mount each source by its path.
+        crate::backend::check_bind_sources(runtime.host(), &lowered)?;
         Ok(lowered)
     };
     let mut devices = Vec::new();

@@ -36,8 +36,7 @@ use serde_json::Value;
 use crate::config::Inventory;
 use crate::context::{ContainerContext, ContextError, OciState, Stage};
 use crate::evaluate::{evaluate, EvalError, Outcome};
-use crate::hostfs::HostError;
-use crate::lowering::{lower, Op};
+use crate::lowering::lower;
 use crate::runtime::Runtime;
 use hooks::HookConfig;
 use spec_edit::EditError;
@@ -71,12 +70,8 @@ pub enum ShimError {
     Evaluate(#[from] EvalError),
     #[error(transparent)]
     Edit(#[from] EditError),
-    #[error("plugin `{plugin}`: bind {path}: {source}")]
-    Source {
-        plugin: String,
-        path: String,
-        source: HostError,
-    },
+    #[error(transparent)]
+    Source(#[from] crate::backend::BindSourceError),
     #[error("{} is not valid JSON: {source}", path.display())]
     Json {
         path: PathBuf,
@@ -166,20 +161,8 @@ pub fn prepare(
         }
         // The spec names owners as the container sees them: no mapping.
         let lowered = lower(&evaluation.plan, &[], &[]).expect("identity maps every id");
-        // runc will mount each source by its path: it must still be the
-        // file the allow-list passed, through directories only root writes.
-        for op in &lowered.ops {
-            if let Op::Bind { host_path, .. } = &op.what {
-                runtime
-                    .host()
-                    .find_planned(host_path)
-                    .map_err(|source| ShimError::Source {
-                        plugin: op.plugin.clone(),
-                        path: op.what.path().to_string(),
-                        source,
-                    })?;
-            }
-        }
+        // runc will mount each source by its path.
+        crate::backend::check_bind_sources(runtime.host(), &lowered)?;
         spec_edit::apply(&mut config, &lowered, runtime.host().root())?;
         if !spec_edit::hook_part(lowered).ops.is_empty() {
             hooks::append(

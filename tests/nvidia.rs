@@ -373,3 +373,13 @@ fn nvidia_visible_devices_in_a_legacy_cuda_image_selects_as_usual() {
 fn a_legacy_cuda_image_with_spec_candidates_gets_the_allocated_gpus_only() {
     run_case("legacy-cuda-image-spec-candidates");
 }
+
+#[test]
+fn compute_brings_libnvidia_tileiras_and_utility_the_imex_executables() {
+    run_case("tileiras-imex");
+}
+
+#[test]
+fn video_brings_libnvidia_tileiras_but_not_the_imex_executables() {
+    run_case("tileiras-imex-video");
+}

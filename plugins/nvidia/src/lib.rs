@@ -107,11 +107,22 @@ impl Policy for Nvidia {
             return Ok(());
         }
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
-        if legacy && (visible_env.is_none() || caps_env.is_none()) {
-            log::info!(
-                "a legacy CUDA image ({CUDA_VERSION} without {REQUIRE_CUDA}): \
-                 {VISIBLE_DEVICES} unset means all, {DRIVER_CAPABILITIES} unset means all"
-            );
+        if legacy {
+            let unset: Vec<&str> = [
+                (VISIBLE_DEVICES, &visible_env),
+                (DRIVER_CAPABILITIES, &caps_env),
+            ]
+            .into_iter()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+            if !unset.is_empty() {
+                log::info!(
+                    "a legacy CUDA image ({CUDA_VERSION} without {REQUIRE_CUDA}): {} unset \
+                     means all",
+                    unset.join(" and ")
+                );
+            }
         }
         let caps = Capability::from_env(caps_env.as_deref(), legacy)?;
         let spec = match settings.candidates {

@@ -353,3 +353,33 @@ fn steps_lists_what_the_hook_would_do_in_its_order() {
         "{text}"
     );
 }
+
+#[test]
+fn a_legacy_cuda_image_without_nvidia_visible_devices_gets_every_gpu_and_capability() {
+    run_case("legacy-cuda-image");
+}
+
+#[test]
+fn a_cuda_image_with_nvidia_require_cuda_and_no_nvidia_visible_devices_gets_nothing() {
+    run_case("legacy-cuda-image-require-cuda");
+}
+
+#[test]
+fn nvidia_visible_devices_in_a_legacy_cuda_image_selects_as_usual() {
+    run_case("legacy-cuda-image-index");
+}
+
+#[test]
+fn a_legacy_cuda_image_with_spec_candidates_gets_the_allocated_gpus_only() {
+    run_case("legacy-cuda-image-spec-candidates");
+}
+
+#[test]
+fn compute_brings_libnvidia_tileiras_and_utility_the_imex_executables() {
+    run_case("tileiras-imex");
+}
+
+#[test]
+fn video_brings_libnvidia_tileiras_but_not_the_imex_executables() {
+    run_case("tileiras-imex-video");
+}

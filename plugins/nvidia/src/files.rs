@@ -27,6 +27,7 @@ pub fn libraries(cap: Capability) -> &'static [&'static str] {
             "libnvidia-pkcs11",
             "libnvidia-pkcs11-openssl3",
             "libnvidia-nvvm",
+            "libnvidia-tileiras",
         ],
         Capability::Video => &[
             "libvdpau_nvidia",
@@ -58,7 +59,13 @@ pub fn libraries(cap: Capability) -> &'static [&'static str] {
 /// Executables for each capability.
 pub fn binaries(cap: Capability) -> &'static [&'static str] {
     match cap {
-        Capability::Utility => &["nvidia-smi", "nvidia-debugdump", "nvidia-persistenced"],
+        Capability::Utility => &[
+            "nvidia-smi",
+            "nvidia-debugdump",
+            "nvidia-persistenced",
+            "nvidia-imex",
+            "nvidia-imex-ctl",
+        ],
         Capability::Compute => &["nvidia-cuda-mps-control", "nvidia-cuda-mps-server"],
         _ => &[],
     }

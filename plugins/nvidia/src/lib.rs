@@ -18,6 +18,10 @@ use select::{Capability, Visible};
 
 const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
 const DRIVER_CAPABILITIES: &str = "NVIDIA_DRIVER_CAPABILITIES";
+/// A legacy CUDA image (see `select::is_legacy_image`) sets the first and
+/// not the second.
+const CUDA_VERSION: &str = "CUDA_VERSION";
+const REQUIRE_CUDA: &str = "NVIDIA_REQUIRE_CUDA";
 
 /// The manifest's `settings`: which GPUs a container may choose from, and
 /// where the driver's files live on this host.
@@ -92,12 +96,35 @@ impl Policy for Nvidia {
 
     fn apply() -> Result<(), String> {
         let settings = Settings::parse(&host::settings())?;
-        let visible = Visible::parse(container::getenv(VISIBLE_DEVICES).as_deref())?;
+        let legacy = select::is_legacy_image(
+            container::getenv(CUDA_VERSION).as_deref(),
+            container::getenv(REQUIRE_CUDA).as_deref(),
+        );
+        let visible_env = container::getenv(VISIBLE_DEVICES);
+        let visible = Visible::from_env(visible_env.as_deref(), legacy)?;
         if visible == Visible::Nothing {
             log::debug!("{VISIBLE_DEVICES} is unset, empty or void: nothing to inject");
             return Ok(());
         }
-        let caps = Capability::parse_list(container::getenv(DRIVER_CAPABILITIES).as_deref())?;
+        let caps_env = container::getenv(DRIVER_CAPABILITIES);
+        if legacy {
+            let unset: Vec<&str> = [
+                (VISIBLE_DEVICES, &visible_env),
+                (DRIVER_CAPABILITIES, &caps_env),
+            ]
+            .into_iter()
+            .filter(|(_, value)| value.is_none())
+            .map(|(name, _)| name)
+            .collect();
+            if !unset.is_empty() {
+                log::info!(
+                    "a legacy CUDA image ({CUDA_VERSION} without {REQUIRE_CUDA}): {} unset \
+                     means all",
+                    unset.join(" and ")
+                );
+            }
+        }
+        let caps = Capability::from_env(caps_env.as_deref(), legacy)?;
         let spec = match settings.candidates {
             Candidates::Host => None,
             Candidates::Spec => Some(SpecDevices::read()),

@@ -75,7 +75,25 @@ impl std::fmt::Display for PciAddress {
     }
 }
 
+/// Whether the image is what NVIDIA's toolkit calls a legacy CUDA image:
+/// `CUDA_VERSION` set and not empty, `NVIDIA_REQUIRE_CUDA` unset or empty.
+/// Such an image predates the NVIDIA_* variables; when it leaves one unset
+/// it gets everything: every GPU, every capability.
+pub fn is_legacy_image(cuda_version: Option<&str>, require_cuda: Option<&str>) -> bool {
+    !cuda_version.unwrap_or("").is_empty() && require_cuda.unwrap_or("").is_empty()
+}
+
 impl Visible {
+    /// The variable's value in an image that is `legacy` or not: unset in
+    /// a legacy image it means `all` (set, even empty, it means what it
+    /// says).
+    pub fn from_env(value: Option<&str>, legacy: bool) -> Result<Self, String> {
+        match value {
+            None if legacy => Ok(Visible::All),
+            value => Self::parse(value),
+        }
+    }
+
     /// NVIDIA's toolkit reads the variable as a comma list: `void` anywhere
     /// in it (or no entry at all) gives nothing, else `none` anywhere gives
     /// the driver only, else `all` anywhere gives every GPU; the special
@@ -233,6 +251,16 @@ impl Capability {
         all.sort();
         all.dedup();
         all
+    }
+
+    /// The variable's value in an image that is `legacy` or not: unset in
+    /// a legacy image it means every capability (set but empty, the
+    /// default).
+    pub fn from_env(value: Option<&str>, legacy: bool) -> Result<Vec<Capability>, String> {
+        match value {
+            None if legacy => Ok(Self::ALL.to_vec()),
+            value => Self::parse_list(value),
+        }
     }
 
     /// The value of `NVIDIA_DRIVER_CAPABILITIES`, sorted and without repeats;
@@ -405,6 +433,41 @@ mod tests {
             assert_eq!(visible.select(&[]), Ok(vec![]), "{list}");
         }
         assert_eq!(Visible::All.select(&[]), Ok(vec![]));
+    }
+
+    #[test]
+    fn legacy_images_have_cuda_version_without_nvidia_require_cuda() {
+        assert!(is_legacy_image(Some("12.4.1"), None));
+        assert!(is_legacy_image(Some("9.0"), Some("")));
+        assert!(!is_legacy_image(Some("12.4.1"), Some("cuda>=12.4")));
+        assert!(!is_legacy_image(Some(""), None));
+        assert!(!is_legacy_image(None, None));
+    }
+
+    #[test]
+    fn unset_in_a_legacy_image_means_all() {
+        assert_eq!(Visible::from_env(None, true), Ok(Visible::All));
+        assert_eq!(Visible::from_env(None, false), Ok(Visible::Nothing));
+        assert_eq!(Visible::from_env(Some(""), true), Ok(Visible::Nothing));
+        assert_eq!(Visible::from_env(Some("void"), true), Ok(Visible::Nothing));
+        assert_eq!(
+            Visible::from_env(Some("0"), true),
+            Ok(Visible::List(vec![GpuId::Index(0)]))
+        );
+        use Capability::*;
+        assert_eq!(
+            Capability::from_env(None, true),
+            Ok(Capability::ALL.to_vec())
+        );
+        assert_eq!(
+            Capability::from_env(None, false),
+            Ok(vec![Utility, Compute])
+        );
+        assert_eq!(
+            Capability::from_env(Some(""), true),
+            Ok(vec![Utility, Compute])
+        );
+        assert_eq!(Capability::from_env(Some("video"), true), Ok(vec![Video]));
     }
 
     #[test]

@@ -8,16 +8,17 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::backend::cdi::{self, generate::Generated};
+use crate::backend::dry_run;
 use crate::backend::hook::{flow, ldconfig};
 use crate::backend::shim::{self, argv, hooks::HookConfig};
-use crate::backend::{cdi, dry_run};
 use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
 use crate::evaluate::{evaluate, Outcome, Status};
 use crate::hostfs::HostFs;
 use crate::install;
 use crate::lowering::lower;
-use crate::runtime::{default_cache_dir, Cache, Failure, LogLevel, PluginError, Runtime};
+use crate::runtime::{default_cache_dir, Cache, LogLevel, Runtime};
 
 /// An OCI hook host whose device and file injection policies are
 /// WebAssembly components.
@@ -645,65 +646,45 @@ fn cdi_generate(
             );
             continue;
         };
-        let kind = vendor_class.unwrap_or(&wasm.cdi_kind);
-        let stem = match file_stem {
-            Some(stem) => stem.to_string(),
-            None => format!("hookhost-{}", plugin.name),
-        };
-        let written = (|| -> anyhow::Result<Option<(PathBuf, cdi::Spec, usize)>> {
-            let offer = cdi::offer::plan(&runtime, plugin);
-            if let Ok(offer) = &offer {
-                print_logs(
-                    &[Outcome {
-                        name: plugin.name.clone(),
-                        status: Status::Inactive,
-                        logs: offer.logs.clone(),
-                    }],
-                    false,
-                );
-            }
-            let offer = offer?;
-            if offer.devices.is_empty() {
-                return Ok(None);
-            }
-            let spec = cdi::build(
-                kind,
-                &offer.common,
-                &offer.devices,
-                &hook,
-                &global.host_root,
-            )?;
-            let path = cdi::write(dir, &stem, &spec, format)?;
-            Ok(Some((path, spec, offer.devices.len())))
-        })();
-        match written {
-            Ok(Some((path, spec, devices))) => println!(
-                "wrote {}: {} ({devices} devices, cdiVersion {})",
-                path.display(),
-                spec.kind(),
-                spec.version()
-            ),
-            // A spec of hookhost's own from before would offer devices the
-            // host no longer has.
-            Ok(None) => match cdi::remove(dir, &stem) {
-                Ok(removed) => {
-                    println!("skipped {}: it offers no device on this host", plugin.name);
-                    for path in removed {
-                        println!("removed {}: its devices are gone", path.display());
-                    }
-                }
-                Err(e) => {
-                    eprintln!("hookhost: plugin `{}`: {e}", plugin.name);
-                    failed += 1;
-                }
+        let target = cdi::generate::Target {
+            dir,
+            file_stem: match file_stem {
+                Some(stem) => stem.to_string(),
+                None => format!("hookhost-{}", plugin.name),
             },
+            format,
+        };
+        let kind = vendor_class.unwrap_or(&wasm.cdi_kind);
+        let (logs, generated) = cdi::generate::generate(&runtime, plugin, kind, &hook, &target);
+        let outcome = Outcome {
+            name: plugin.name.clone(),
+            status: Status::Inactive,
+            logs,
+        };
+        print_logs(&[outcome], false);
+        match generated {
+            Ok(Generated::Written {
+                path,
+                kind,
+                version,
+                devices,
+            }) => println!(
+                "wrote {}: {kind} ({devices} devices, cdiVersion {version})",
+                path.display()
+            ),
+            Ok(Generated::NoDevices { removed }) => {
+                println!("skipped {}: it offers no device on this host", plugin.name);
+                for path in removed {
+                    println!("removed {}: its devices are gone", path.display());
+                }
+            }
             // Named on the command line, a plugin that cannot plan devices
             // is an error; among all of them, it is simply not offered.
-            Err(e) if names.is_empty() && is_plans_no_devices(&e) => {
-                println!("skipped {}", crate::error::chain(e.as_ref()))
+            Err(e) if names.is_empty() && e.plans_no_devices() => {
+                println!("skipped {}", crate::error::chain(&e))
             }
             Err(e) => {
-                eprintln!("hookhost: {}", crate::error::chain(e.as_ref()));
+                eprintln!("hookhost: {}", crate::error::chain(&e));
                 failed += 1;
             }
         }
@@ -712,16 +693,6 @@ fn cdi_generate(
         bail!("{failed} plugin(s) failed; the others' specs are written");
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn is_plans_no_devices(e: &anyhow::Error) -> bool {
-    matches!(
-        e.downcast_ref::<cdi::offer::OfferError>(),
-        Some(cdi::offer::OfferError::Plugin(PluginError {
-            failure: Failure::PlansNoDevices { .. },
-            ..
-        }))
-    )
 }
 
 /// `cdi list`: every device of the specs in the CDI directories.

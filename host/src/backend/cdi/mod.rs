@@ -8,6 +8,7 @@
 //! createContainer hook entry of hookhost's (`hookhost cdi-hook`), and
 //! copies are refused (see [`super::Capabilities`]).
 
+pub mod generate;
 pub mod hook;
 pub mod list;
 pub mod offer;

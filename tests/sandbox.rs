@@ -264,6 +264,13 @@ fn multi_memory_component(memories: usize, initial: u32, grow: u32) -> Vec<u8> {
             format!("(if (i32.lt_s (memory.grow $m{i} (i32.const {grow})) (i32.const 0)) (then unreachable))")
         })
         .collect();
+    policy_component(&defs, &format!("{grows} i32.const 0"))
+}
+
+/// A policy component written by hand: core module items `defs` (memories,
+/// data), and `apply`'s core body, which returns the address of its result.
+/// What no compiler for a safe language would emit can be said here.
+fn policy_component(defs: &str, apply: &str) -> Vec<u8> {
     let string_result = "(result (error string))";
     let devices_result = "(result (list string) (error string))";
     let info = r#"(record (field "name" string) (field "vendor" string) (field "version" string) (field "summary" string))"#;
@@ -278,7 +285,7 @@ fn multi_memory_component(memories: usize, initial: u32, grow: u32) -> Vec<u8> {
     (func (export "describe") (result i32) i32.const 0)
     (func (export "validate-settings") (param i32 i32) (result i32) i32.const 0)
     (func (export "devices") (result i32) i32.const 0)
-    (func (export "apply") (result i32) {grows} i32.const 0))
+    (func (export "apply") (result i32) {apply}))
   (core instance $i (instantiate $m))
   (type $info {info})
   (func $describe (result $info) (canon lift (core func $i "describe") {opts}))
@@ -324,6 +331,27 @@ fn run_component(wasm: &[u8], memory_mib: u64) -> std::process::Output {
     .unwrap();
     let bundle = bundle(&config_with_env(&[]));
     test_plan(bundle.path(), plugins.path(), None, &["--json"])
+}
+
+#[test]
+fn strings_a_plugin_hands_over_that_are_not_utf8_or_run_past_its_memory_are_traps() {
+    // `apply` returns `err(string)`: the discriminant 1 at 64, the string's
+    // address and length at 68 and 72, its bytes at 96 (`describe` reads
+    // its empty record below 64).
+    let result = |len: &str| {
+        format!(
+            r#"(data (i32.const 64) "\01\00\00\00\60\00\00\00{len}") (data (i32.const 96) "\ff\fe\fd")"#
+        )
+    };
+    let invalid = policy_component(&result(r"\03\00\00\00"), "i32.const 64");
+    let out = run_component(&invalid, 16);
+    assert_fails_with(&out, "trapped in `apply`");
+    assert!(stderr(&out).contains("utf-8"), "{}", stderr(&out));
+    // Two GiB claimed from a memory of one page.
+    let overlong = policy_component(&result(r"\00\00\00\80"), "i32.const 64");
+    let out = run_component(&overlong, 16);
+    assert_fails_with(&out, "trapped in `apply`");
+    assert!(stderr(&out).contains("out of bounds"), "{}", stderr(&out));
 }
 
 #[test]

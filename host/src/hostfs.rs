@@ -19,11 +19,11 @@
 //! resolves them here (`HostFs::find_planned`), under the same root and
 //! the same checks of the directories on the way.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use glob::Pattern;
 use nix::sys::stat::SFlag;
@@ -96,7 +96,11 @@ pub struct HostFs {
     /// Where the root really is in our mount namespace: what `/proc`
     /// reports for fds under it starts with this.
     root_real: PathBuf,
-    procfs: pathrs::procfs::ProcfsHandle,
+    /// `/proc/self/fd`, opened once through pathrs's checked procfs handle:
+    /// what an fd really is, and an O_PATH fd reopened for reading, each in
+    /// one system call from it, where pathrs would check its way through
+    /// procfs again (some thirty calls) every time.
+    fd_dir: std::os::fd::OwnedFd,
     /// Besides root, the owner a directory may have: the user running
     /// hookhost, so that a vendor can run `hookhost test` on a fake host of
     /// their own.
@@ -106,6 +110,8 @@ pub struct HostFs {
     /// directory, so the answer holds for the whole run, and the hundreds of
     /// look-ups of a GPU policy each check their directories once.
     trusted: Mutex<HashSet<PathBuf>>,
+    /// The directories listed (see [`Self::list_dir`]), by real path.
+    listings: Mutex<HashMap<PathBuf, Option<Arc<[String]>>>>,
 }
 
 impl std::fmt::Debug for HostFs {
@@ -157,19 +163,29 @@ impl HostFs {
                 crate::error::chain(&e)
             ))
         })?;
-        let root_real = fd_path(&procfs, &handle).map_err(|e| {
-            fail(format!(
-                "cannot tell where the host root is: {}",
-                crate::error::chain(&e)
-            ))
-        })?;
+        let fd_dir = procfs
+            .open(
+                pathrs::procfs::ProcfsBase::ProcSelf,
+                "fd",
+                pathrs::flags::OpenFlags::O_PATH | pathrs::flags::OpenFlags::O_DIRECTORY,
+            )
+            .map_err(|e| {
+                fail(format!(
+                    "cannot open /proc/self/fd to check host paths: {}",
+                    crate::error::chain(&e)
+                ))
+            })?
+            .into();
+        let root_real = fd_path(&fd_dir, &handle)
+            .map_err(|e| fail(format!("cannot tell where the host root is: {e}")))?;
         Ok(HostFs {
             root_path,
             root: handle,
             root_real,
-            procfs,
+            fd_dir,
             euid: nix::unistd::geteuid().as_raw(),
             trusted: Mutex::new(HashSet::new()),
+            listings: Mutex::new(HashMap::new()),
         })
     }
 
@@ -201,15 +217,22 @@ impl HostFs {
                 continue;
             }
             let component = Pattern::new(&part).map_err(|e| invalid(pattern, e.to_string()))?;
+            // A name that matches starts with the component's literal part:
+            // in a sorted listing, those are one run found by bisection.
+            let literal = &part[..part.find(['*', '?', '[']).unwrap_or(part.len())];
             // Only directories that can hold an allowed path are listed.
             candidates.retain(|dir| allow.may_hold_below(dir));
             let mut matches = Vec::new();
             for dir in &candidates {
                 // Unreadable directories are simply not part of the answer.
-                let names = self.list_dir(allow, dir)?.unwrap_or_default();
+                let Some(names) = self.list_dir(allow, dir)? else {
+                    continue;
+                };
+                let start = names.partition_point(|name| name.as_str() < literal);
                 matches.extend(
-                    names
-                        .into_iter()
+                    names[start..]
+                        .iter()
+                        .take_while(|name| name.starts_with(literal))
                         .filter(|name| component.matches_with(name, MATCH))
                         .map(|name| dir.join(name)),
                 );
@@ -237,15 +260,17 @@ impl HostFs {
         Ok(found)
     }
 
-    /// The entry names of a host directory, resolved under the host root;
-    /// None when it cannot be read. Refused when it resolves to a directory
-    /// the allow-list can hold nothing under, or through an untrusted one.
-    fn list_dir(&self, allow: &AllowList, dir: &Path) -> Result<Option<Vec<String>>, HostError> {
-        let Ok(handle) = self.root.resolve(dir) else {
+    /// The entry names of a host directory, resolved under the host root,
+    /// sorted; None when it cannot be read. Refused when it resolves to a
+    /// directory the allow-list can hold nothing under, or through an
+    /// untrusted one. Read once per run: each glob of the same directory
+    /// gets the same listing (each match is then looked up on its own).
+    fn list_dir(&self, allow: &AllowList, dir: &Path) -> Result<Option<Arc<[String]>>, HostError> {
+        let shown = dir.display().to_string();
+        let Ok((handle, known)) = self.open_under(&shown, dir, true) else {
             return Ok(None);
         };
-        let shown = dir.display().to_string();
-        let real = self.real_path(&handle, &shown)?;
+        let real = self.real_path(&handle, known, &shown)?;
         if real != dir && !allow.may_hold_below(&real) {
             return Err(HostError::ResolvesElsewhere {
                 path: shown,
@@ -253,22 +278,49 @@ impl HostFs {
             });
         }
         self.check_tree(&shown, dir, &real, true)?;
-        let Ok(fd) = handle
-            .reopen(pathrs::flags::OpenFlags::O_RDONLY | pathrs::flags::OpenFlags::O_DIRECTORY)
-        else {
-            return Ok(None);
-        };
-        let Ok(mut listing) = nix::dir::Dir::from_fd(fd.into()) else {
-            return Ok(None);
-        };
-        Ok(Some(
-            listing
-                .iter()
-                .filter_map(Result::ok)
-                .map(|entry| entry.file_name().to_string_lossy().into_owned())
-                .filter(|name| name != "." && name != "..")
-                .collect(),
-        ))
+        let mut listings = self.listings.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(names) = listings.get(&real) {
+            return Ok(names.clone());
+        }
+        let names = self
+            .reopen(
+                &handle,
+                nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_DIRECTORY,
+            )
+            .ok()
+            .and_then(|fd| nix::dir::Dir::from_fd(fd.into()).ok())
+            .map(|mut listing| {
+                let mut names: Vec<String> = listing
+                    .iter()
+                    .filter_map(Result::ok)
+                    .map(|entry| entry.file_name().to_string_lossy().into_owned())
+                    .filter(|name| name != "." && name != "..")
+                    .collect();
+                names.sort_unstable();
+                Arc::from(names)
+            });
+        listings.insert(real, names.clone());
+        Ok(names)
+    }
+
+    /// `handle` (an O_PATH fd) opened again with `flags`, through
+    /// `/proc/self/fd`: the file the handle holds, whatever its path now
+    /// leads to. Never a controlling terminal, and closed on exec.
+    pub(crate) fn reopen(
+        &self,
+        handle: &pathrs::Handle,
+        flags: nix::fcntl::OFlag,
+    ) -> nix::Result<std::fs::File> {
+        use nix::fcntl::OFlag;
+        let entry = handle.as_fd().as_raw_fd().to_string();
+        let flags = flags | OFlag::O_CLOEXEC | OFlag::O_NOCTTY;
+        nix::fcntl::openat(
+            &self.fd_dir,
+            entry.as_str(),
+            flags,
+            nix::sys::stat::Mode::empty(),
+        )
+        .map(std::fs::File::from)
     }
 
     /// lstat of an allowed host path.
@@ -330,10 +382,12 @@ impl HostFs {
         if found.kind != FileKind::Regular {
             return Err(invalid(path, "is not a regular file".into()));
         }
-        let file = found
-            .handle
-            .reopen(pathrs::flags::OpenFlags::O_RDONLY)
-            .map_err(|e| os_error(path, &e))?;
+        let file = self
+            .reopen(&found.handle, nix::fcntl::OFlag::O_RDONLY)
+            .map_err(|e| HostError::Io {
+                path: path.into(),
+                message: format!("opening it: {e}"),
+            })?;
         // /proc files report size 0: read up to the limit, not to st_size.
         let mut buf = Vec::new();
         file.take(u64::from(limit.min(READ_LIMIT)))
@@ -389,11 +443,8 @@ impl HostFs {
     /// Resolves `clean` under the root without following its last
     /// component, and tells what the fd really is.
     fn resolve(&self, path: &str, clean: &Path) -> Result<Found, HostError> {
-        let handle = self
-            .root
-            .resolve_nofollow(clean)
-            .map_err(|e| os_error(path, &e))?;
-        let real = self.real_path(&handle, path)?;
+        let (handle, known) = self.open_under(path, clean, false)?;
+        let real = self.real_path(&handle, known, path)?;
         let (kind, stat) = file_kind(&handle, path)?;
         Ok(Found {
             handle,
@@ -403,14 +454,57 @@ impl HostFs {
         })
     }
 
-    /// The host path an fd under the root really is, from `/proc`.
-    fn real_path(&self, fd: impl AsFd, path: &str) -> Result<PathBuf, HostError> {
-        let real = fd_path(&self.procfs, fd).map_err(|e| HostError::Io {
+    /// Resolves `clean` under the root, its last component followed or
+    /// not, and tells what the fd is where that is known without `/proc`.
+    /// Most host paths go through no symlink: resolved with none allowed
+    /// (`RESOLVE_NO_SYMLINKS`), the fd is the path itself. Otherwise the
+    /// path is resolved again, symlinks and all, and
+    /// [`Self::real_path`] must ask `/proc` where it led.
+    fn open_under(
+        &self,
+        path: &str,
+        clean: &Path,
+        follow: bool,
+    ) -> Result<(pathrs::Handle, Option<PathBuf>), HostError> {
+        // The one openat2 that pathrs would make, made here: on a failure
+        // pathrs reads /proc to describe it, and a GPU policy asks for many
+        // paths that are not there.
+        use rustix::fs::{OFlags, ResolveFlags};
+        let mut flags = OFlags::PATH | OFlags::CLOEXEC;
+        if !follow {
+            flags |= OFlags::NOFOLLOW;
+        }
+        let how = ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS | ResolveFlags::NO_SYMLINKS;
+        match rustix::fs::openat2(&self.root, clean, flags, rustix::fs::Mode::empty(), how) {
+            Ok(fd) => return Ok((pathrs::Handle::from_fd(fd), Some(clean.to_path_buf()))),
+            // Missing before any symlink (at one, the look-up fails with
+            // ELOOP): following symlinks would stop at the same component.
+            Err(rustix::io::Errno::NOENT) => return Err(HostError::NotFound(path.into())),
+            Err(_) => {}
+        }
+        let handle = if follow {
+            self.root.resolve(clean)
+        } else {
+            self.root.resolve_nofollow(clean)
+        }
+        .map_err(|e| os_error(path, &e))?;
+        Ok((handle, None))
+    }
+
+    /// The host path an fd under the root really is: `known` if
+    /// [`Self::open_under`] knew it, else from `/proc`.
+    fn real_path(
+        &self,
+        fd: impl AsFd,
+        known: Option<PathBuf>,
+        path: &str,
+    ) -> Result<PathBuf, HostError> {
+        if let Some(real) = known {
+            return Ok(real);
+        }
+        let real = fd_path(&self.fd_dir, fd).map_err(|e| HostError::Io {
             path: path.into(),
-            message: format!(
-                "cannot tell what it resolved to: {}",
-                crate::error::chain(&e)
-            ),
+            message: format!("cannot tell what it resolved to: {e}"),
         })?;
         match real.strip_prefix(&self.root_real) {
             Ok(below) => Ok(Path::new("/").join(below)),
@@ -447,8 +541,8 @@ impl HostFs {
                 continue;
             }
             // The directory as traversed: through any symlink on the way.
-            let handle = self.root.resolve(dir).map_err(|e| os_error(path, &e))?;
-            let dir_real = self.real_path(&handle, path)?;
+            let (handle, known) = self.open_under(path, dir, true)?;
+            let dir_real = self.real_path(&handle, known, path)?;
             self.check_dirs(path, &dir_real, &mut trusted)?;
             trusted.insert(dir.to_path_buf());
         }
@@ -512,15 +606,9 @@ impl HostError {
     }
 }
 
-/// What `/proc/self/fd/N` says `fd` is.
-fn fd_path(
-    procfs: &pathrs::procfs::ProcfsHandle,
-    fd: impl AsFd,
-) -> Result<PathBuf, pathrs::error::Error> {
-    procfs.readlink(
-        pathrs::procfs::ProcfsBase::ProcSelf,
-        format!("fd/{}", fd.as_fd().as_raw_fd()),
-    )
+/// What `/proc/self/fd/N` (in `fd_dir`) says `fd` is.
+fn fd_path(fd_dir: impl AsFd, fd: impl AsFd) -> nix::Result<PathBuf> {
+    nix::fcntl::readlinkat(fd_dir, fd.as_fd().as_raw_fd().to_string().as_str()).map(PathBuf::from)
 }
 
 fn file_kind(

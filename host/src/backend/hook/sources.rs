@@ -15,7 +15,7 @@ use std::os::fd::OwnedFd;
 
 #[cfg(doc)]
 use crate::hostfs::Located;
-use crate::hostfs::{invalid, os_error, FileKind, HostError, HostFs};
+use crate::hostfs::{invalid, FileKind, HostError, HostFs};
 
 /// A detached bind mount of a host path (`open_tree`): what the executor
 /// mounts into a container. The plan records sources as they really
@@ -46,10 +46,12 @@ pub fn open_source(host: &HostFs, path: &str) -> Result<(File, u32), HostError> 
     if found.kind != FileKind::Regular {
         return Err(invalid(path, "is not a regular file".into()));
     }
-    let file = found
-        .handle
-        .reopen(pathrs::flags::OpenFlags::O_RDONLY)
-        .map_err(|e| os_error(path, &e))?;
+    let file = host
+        .reopen(&found.handle, nix::fcntl::OFlag::O_RDONLY)
+        .map_err(|e| HostError::Io {
+            path: path.into(),
+            message: format!("opening it: {e}"),
+        })?;
     Ok((file, found.stat.st_mode & 0o7777))
 }
 

@@ -384,7 +384,7 @@ fn docker_runs_a_gpu_container_through_the_hookhost_runtime() {
     assert_eq!(prestart.len(), 1, "{prestart:?}");
     assert_eq!(prestart[0]["args"][0], "libnetwork-setkey", "{prestart:?}");
     let entry = &spec["hooks"]["createRuntime"][0];
-    assert_eq!(entry["path"], env!("CARGO_BIN_EXE_hookhost"));
+    assert_eq!(entry["path"], env!("CARGO_BIN_EXE_hookhost-engine"));
     assert_eq!(entry["env"], json!([]));
 }
 

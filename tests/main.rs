@@ -9,6 +9,7 @@ mod cgroup_v2;
 mod cli;
 mod engines;
 mod fpga;
+mod front;
 mod load;
 mod nvidia;
 mod onload;

@@ -243,22 +243,27 @@ fn an_images_ld_preload_never_runs_in_a_create_container_hook() {
 }
 
 #[test]
-fn the_hook_binary_is_static_so_no_loader_reads_its_environment() {
+fn both_binaries_are_static_so_no_loader_reads_their_environment() {
     // A statically linked executable has no PT_INTERP program header: the
     // kernel starts it directly and no ld.so ever reads LD_PRELOAD.
-    let elf = std::fs::read(env!("CARGO_BIN_EXE_hookhost")).unwrap();
-    assert_eq!(&elf[..4], b"\x7fELF");
-    let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
-    let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
-    let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
-    const PT_INTERP: u32 = 3;
-    let interp = (0..phnum).any(|i| {
-        let at = phoff + i * phentsize;
-        u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
-    });
-    assert!(!interp, "hookhost is dynamically linked");
-    // ET_DYN: static-pie, so ASLR still applies.
-    assert_eq!(u16_at(0x10), 3, "hookhost is not position-independent");
+    for (name, path) in [
+        ("hookhost", env!("CARGO_BIN_EXE_hookhost")),
+        ("hookhost-engine", env!("CARGO_BIN_EXE_hookhost-engine")),
+    ] {
+        let elf = std::fs::read(path).unwrap();
+        assert_eq!(&elf[..4], b"\x7fELF");
+        let u16_at = |at: usize| u16::from_le_bytes([elf[at], elf[at + 1]]) as usize;
+        let phoff = u64::from_le_bytes(elf[0x20..0x28].try_into().unwrap()) as usize;
+        let (phentsize, phnum) = (u16_at(0x36), u16_at(0x38));
+        const PT_INTERP: u32 = 3;
+        let interp = (0..phnum).any(|i| {
+            let at = phoff + i * phentsize;
+            u32::from_le_bytes(elf[at..at + 4].try_into().unwrap()) == PT_INTERP
+        });
+        assert!(!interp, "{name} is dynamically linked");
+        // ET_DYN: static-pie, so ASLR still applies.
+        assert_eq!(u16_at(0x10), 3, "{name} is not position-independent");
+    }
 }
 
 #[test]

@@ -201,8 +201,9 @@ fn assert_spec_edited(before: &Value, after: &Value) {
     assert!(!devices.iter().any(|d| d["path"] == "/dev/nvidia1"));
 
     assert_eq!(after["hooks"]["prestart"], before["hooks"]["prestart"]);
+    // The hook entry always has work: it names the engine, not the front.
     let entry = &after["hooks"]["createRuntime"][0];
-    assert_eq!(entry["path"], env!("CARGO_BIN_EXE_hookhost"));
+    assert_eq!(entry["path"], env!("CARGO_BIN_EXE_hookhost-engine"));
     assert_eq!(entry["env"], json!([]));
     let args: Vec<&str> = entry["args"]
         .as_array()

@@ -49,8 +49,10 @@ use tempfile::TempDir;
 const NOOP_MANIFEST: &str = r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#;
 
 // The scenarios that the summary compares.
+const SPAWN: &str = "spawn floor (/bin/true)";
 const FLOOR: &str = "native floor (parse state + config.json)";
 const ZERO: &str = "hookhost prestart, 0 plugins";
+const INSTALLED: &str = "hookhost prestart, shipped plugins, none active";
 const THREE: &str = "hookhost prestart, 3 plugins, empty plans";
 const RUNTIME_FLOOR: &str = "runtime floor: /bin/true create ...";
 const SHIM_INACTIVE: &str = "shim, nvidia installed, not active";
@@ -104,6 +106,16 @@ fn main() {
         "bundle": fixture,
     });
     std::fs::write(&state, state_json.to_string()).unwrap();
+    // A container that none of the shipped plugins is active for.
+    let plain_state = state_dir.path().join("plain.json");
+    let mut plain_json = state_json.clone();
+    plain_json["bundle"] = repo
+        .join("tests/fixtures/nvidia/unset")
+        .display()
+        .to_string()
+        .into();
+    std::fs::write(&plain_state, plain_json.to_string()).unwrap();
+    let engine = hookhost.with_file_name("hookhost-engine");
 
     // Three empty-plan plugins, a/b/c, and one, x, for the first-use runs.
     let three = tempfile::tempdir().unwrap();
@@ -125,11 +137,11 @@ fn main() {
         .unwrap()
         .success();
 
-    // `hookhost prestart`, with the state on stdin.
-    let prestart = {
-        let (hookhost, state) = (hookhost.clone(), state.clone());
+    // `BINARY prestart`, with a state on stdin.
+    let prestart_with = |binary: &Path, state: &Path| {
+        let (binary, state) = (binary.to_owned(), state.to_owned());
         move |plugins_dir: &Path, cache_dir: &Path| {
-            let mut cmd = Command::new(&hookhost);
+            let mut cmd = Command::new(&binary);
             cmd.arg("prestart")
                 .arg("--plugins-dir")
                 .arg(plugins_dir)
@@ -139,6 +151,7 @@ fn main() {
             cmd
         }
     };
+    let prestart = prestart_with(&hookhost, &state);
     // `hookhost test` of the fixture bundle, with the plan on stdout.
     let test = {
         let (hookhost, fixture, state) = (hookhost.clone(), fixture.clone(), state.clone());
@@ -159,9 +172,7 @@ fn main() {
     let cache_dir = cache.path().to_owned();
 
     let mut scenarios = vec![
-        scenario("spawn floor (/bin/true)", || {
-            (Command::new("/bin/true"), None)
-        }),
+        scenario(SPAWN, || (Command::new("/bin/true"), None)),
         scenario(FLOOR, {
             let (floor, state, fixture) = (floor.clone(), state.clone(), fixture.clone());
             move || {
@@ -182,6 +193,22 @@ fn main() {
             let (prestart, empty, cache) =
                 (prestart.clone(), empty.path().to_owned(), cache_dir.clone());
             move || (prestart(&empty, &cache), None)
+        }),
+        scenario(INSTALLED, {
+            let (prestart, plugins, cache) = (
+                prestart_with(&hookhost, &plain_state),
+                nvidia.clone(),
+                cache_dir.clone(),
+            );
+            move || (prestart(&plugins, &cache), None)
+        }),
+        scenario("engine alone: prestart, shipped plugins, none active", {
+            let (prestart, plugins, cache) = (
+                prestart_with(&engine, &plain_state),
+                nvidia.clone(),
+                cache_dir.clone(),
+            );
+            move || (prestart(&plugins, &cache), None)
         }),
         scenario(THREE, {
             let (prestart, three, cache) =
@@ -327,7 +354,7 @@ fn main() {
     );
     println!();
     println!(
-        "{:<42} {:>8} {:>8} {:>9}",
+        "{:<54} {:>8} {:>8} {:>9}",
         "scenario", "median", "p90", "x floor"
     );
     let medians: HashMap<&str, f64> = scenarios
@@ -337,7 +364,7 @@ fn main() {
     for scenario in &scenarios {
         let med = medians[scenario.label];
         println!(
-            "{:<42} {med:>8.3} {:>8.3} {:>8.2}x",
+            "{:<54} {med:>8.3} {:>8.3} {:>8.2}x",
             scenario.label,
             percentile(&scenario.times_ms, 0.9),
             med / medians[FLOOR]
@@ -351,6 +378,16 @@ fn main() {
     println!(
         "per plugin (3 plugins - 0 plugins, / 3): {:.3} ms",
         (medians[THREE] - medians[ZERO]) / 3.0
+    );
+    let installed = std::fs::read_dir(&nvidia)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension() == Some("json".as_ref()))
+        .count();
+    println!(
+        "shipped plugins installed, none active: {:.2}x the spawn floor; per installed \
+         plugin ({installed} - 0 plugins, / {installed}): {:.3} ms",
+        medians[INSTALLED] / medians[SPAWN],
+        (medians[INSTALLED] - medians[ZERO]) / installed as f64
     );
     if let (Some(floor), Some(inactive), Some(edit)) = (
         medians.get(RUNTIME_FLOOR),
@@ -490,9 +527,33 @@ impl ShimBench {
                 (command(&gpus), None)
             }
         };
+        let passing = {
+            let command = self.command.clone();
+            move || {
+                let mut cmd = command(&none);
+                // `state ID`: nothing to create, nothing to read.
+                let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
+                let end = args.iter().position(|a| a == "--").unwrap() + 1;
+                let mut state = Command::new(cmd.get_program());
+                state.args(&args[..end]).args(["state", "bench"]);
+                (state, None)
+            }
+        };
+        let engine_inactive = {
+            let (command, none) = (self.command.clone(), self.none.path().to_owned());
+            move || {
+                let cmd = command(&none);
+                let engine = Path::new(cmd.get_program()).with_file_name("hookhost-engine");
+                let mut alone = Command::new(engine);
+                alone.args(cmd.get_args());
+                (alone, None)
+            }
+        };
         vec![
             scenario(RUNTIME_FLOOR, floor),
             scenario(SHIM_INACTIVE, inactive),
+            scenario("engine alone: shim, not active", engine_inactive),
+            scenario("shim, `state` (creates nothing)", passing),
             scenario(SHIM_EDIT, editing),
         ]
     }

@@ -6,6 +6,7 @@
 //! resolves to; [`crate::requests`] cleans container paths with
 //! [`clean_absolute`].
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -34,12 +35,17 @@ pub fn clean_absolute(path: &str) -> Result<PathBuf, String> {
 
 /// Shell globs over absolute host paths. `*`, `?` and `[...]` stay within one
 /// path component; `**` as a whole component matches any depth.
+///
+/// The globs compile on first use ([`Self::check`], or any match): deciding
+/// which plugins are active, on every container start, never needs them.
 #[derive(Debug, Clone, Default)]
 pub struct AllowList {
-    patterns: Vec<Pattern>,
+    globs: Vec<String>,
+    /// The compiled globs, each with the literal text it starts with, or
+    /// why the first invalid one is not a glob.
+    patterns: OnceLock<Result<Vec<(String, Pattern)>, String>>,
     /// Each pattern cut into its components, for [`Self::may_hold_below`]:
-    /// made on its first use, since only `glob` needs them and a container
-    /// start that activates no plugin should not pay for them.
+    /// only `glob` needs them.
     components: OnceLock<Vec<Vec<Part>>>,
 }
 
@@ -61,30 +67,53 @@ pub(crate) const MATCH: MatchOptions = MatchOptions {
 };
 
 impl AllowList {
+    /// The allow-list of `globs`, which must be absolute path patterns.
     pub fn new(globs: &[String]) -> Result<Self, String> {
-        let patterns = globs
-            .iter()
-            .map(|g| {
-                if !g.starts_with('/') {
-                    return Err(format!("`{g}` is not an absolute path pattern"));
-                }
-                Pattern::new(g).map_err(|e| format!("`{g}` is not a valid glob: {e}"))
-            })
-            .collect::<Result<_, _>>()?;
+        if let Some(g) = globs.iter().find(|g| !g.starts_with('/')) {
+            return Err(format!("`{g}` is not an absolute path pattern"));
+        }
         Ok(AllowList {
-            patterns,
-            components: OnceLock::new(),
+            globs: globs.to_vec(),
+            ..AllowList::default()
         })
     }
 
-    pub fn allows(&self, path: &Path) -> bool {
+    /// Compiles the globs: the error names the first that is not valid.
+    /// Every path that runs a plugin checks its allow-list first.
+    pub fn check(&self) -> Result<(), String> {
+        self.compiled().map(drop).map_err(Clone::clone)
+    }
+
+    fn compiled(&self) -> Result<&[(String, Pattern)], &String> {
         self.patterns
-            .iter()
-            .any(|p| p.matches_path_with(path, MATCH))
+            .get_or_init(|| {
+                self.globs
+                    .iter()
+                    .map(|g| {
+                        let pattern = Pattern::new(g)
+                            .map_err(|e| format!("`{g}` is not a valid glob: {e}"))?;
+                        let literal = g.find(['*', '?', '[']).map_or(&g[..], |end| &g[..end]);
+                        Ok((literal.to_string(), pattern))
+                    })
+                    .collect()
+            })
+            .as_deref()
+    }
+
+    /// Whether `path` is allowed; nothing is while a glob is invalid. A
+    /// path can only match a glob that it starts like: a GPU policy's
+    /// hundred-odd globs cost a string comparison each for most paths.
+    pub fn allows(&self, path: &Path) -> bool {
+        let text = path.as_os_str().as_bytes();
+        self.compiled().is_ok_and(|patterns| {
+            patterns.iter().any(|(literal, p)| {
+                text.starts_with(literal.as_bytes()) && p.matches_path_with(path, MATCH)
+            })
+        })
     }
 
     pub fn patterns(&self) -> impl Iterator<Item = &str> {
-        self.patterns.iter().map(Pattern::as_str)
+        self.globs.iter().map(String::as_str)
     }
 
     /// Whether some allowed path could lie below `dir`: what lets `glob`
@@ -112,12 +141,10 @@ impl AllowList {
 
     fn components(&self) -> &[Vec<Part>] {
         self.components.get_or_init(|| {
-            self.patterns
+            self.globs
                 .iter()
-                .map(|pattern| {
-                    pattern
-                        .as_str()
-                        .split('/')
+                .map(|glob| {
+                    glob.split('/')
                         .skip(1)
                         .map(|part| match part {
                             "**" => Part::AnyDepth,
@@ -157,9 +184,47 @@ mod tests {
     }
 
     #[test]
+    fn the_literal_start_of_a_glob_only_narrows_what_is_tried() {
+        let allow = AllowList::new(&[
+            "/usr/lib/libcuda.so*".into(),
+            "/dev/nvidia[0-9]*".into(),
+            "/opt/?pt/lib".into(),
+            "/etc/exact".into(),
+        ])
+        .unwrap();
+        for yes in [
+            "/usr/lib/libcuda.so",
+            "/usr/lib/libcuda.so.1",
+            "/dev/nvidia0",
+            "/dev/nvidia12",
+            "/opt/xpt/lib",
+            "/etc/exact",
+        ] {
+            assert!(allow.allows(Path::new(yes)), "{yes}");
+        }
+        for no in [
+            "/usr/lib/libcud",
+            "/usr/lib64/libcuda.so",
+            "/dev/nvidiactl",
+            "/opt/pt/lib",
+            "/etc/exact/x",
+            "/etc/exac",
+        ] {
+            assert!(!allow.allows(Path::new(no)), "{no}");
+        }
+    }
+
+    #[test]
     fn allow_list_refuses_relative_patterns() {
         assert!(AllowList::new(&["dev/*".into()]).is_err());
-        assert!(AllowList::new(&["/dev/[".into()]).is_err());
+    }
+
+    #[test]
+    fn an_invalid_glob_is_named_by_check_and_allows_nothing() {
+        let allow = AllowList::new(&["/dev/null".into(), "/dev/[".into()]).unwrap();
+        let e = allow.check().unwrap_err();
+        assert!(e.starts_with("`/dev/[` is not a valid glob"), "{e}");
+        assert!(!allow.allows(Path::new("/dev/null")));
     }
 
     #[test]

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::bail;
@@ -14,6 +14,7 @@ use crate::backend::hook::{flow, ldconfig};
 use crate::backend::shim::{self, argv, hooks::HookConfig};
 use crate::config::{Inventory, PluginKind, DEFAULT_PLUGIN_DIRS};
 use crate::context::{ContainerContext, OciState, Stage};
+use crate::deadline::Deadline;
 use crate::evaluate::{evaluate, Outcome, Status};
 use crate::hostfs::HostFs;
 use crate::install;
@@ -805,7 +806,7 @@ fn runtime(global: &Global, args: RuntimeArgs) -> anyhow::Result<ExitCode> {
 /// `install`: hooks.d written (or printed), Docker's and containerd's
 /// entries printed.
 fn install(global: &Global, command: InstallCommand) -> anyhow::Result<ExitCode> {
-    let exe = std::env::current_exe()?;
+    let exe = crate::front::installed_exe()?;
     match command {
         InstallCommand::HooksD {
             dir,
@@ -839,49 +840,6 @@ fn install(global: &Global, command: InstallCommand) -> anyhow::Result<ExitCode>
         InstallCommand::Containerd { link } => print!("{}", install::containerd_snippet(&link)),
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// The whole hook's deadline: a thread that sleeps until it and then ends
-/// the process. One sleeping thread per container start; the process's exit
-/// ends it when the hook finishes in time.
-struct Deadline {
-    container: Arc<OnceLock<String>>,
-}
-
-impl Deadline {
-    fn start(stage: Stage, timeout: Duration) -> Self {
-        let container: Arc<OnceLock<String>> = Arc::default();
-        let spawned = std::thread::Builder::new()
-            .name("hookhost-deadline".into())
-            .spawn({
-                let container = container.clone();
-                move || {
-                    std::thread::sleep(timeout);
-                    let stage = stage.to_possible_value().expect("no skipped stage");
-                    let who = match container.get() {
-                        Some(id) => format!("container {id}"),
-                        None => "a container whose state was not read yet".into(),
-                    };
-                    eprintln!(
-                        "hookhost: the {} hook for {who} did not finish within {} s (--timeout); giving up",
-                        stage.get_name(),
-                        timeout.as_secs()
-                    );
-                    std::process::exit(1);
-                }
-            });
-        // A small pids.max in the hook's cgroup can refuse a thread: the hook
-        // still runs, as it would have without a deadline.
-        if let Err(e) = spawned {
-            eprintln!("hookhost: warning: no deadline for this hook: spawning its thread: {e}");
-        }
-        Deadline { container }
-    }
-
-    /// Names the container in the message, once the state is read.
-    fn container(&self, id: &str) {
-        let _ = self.container.set(id.to_string());
-    }
 }
 
 fn print_logs(outcomes: &[Outcome], verbose: bool) {

@@ -314,6 +314,11 @@ impl Inventory {
 
     /// The enabled plugins named in `names`, or all of them when `names` is
     /// empty; an unknown name is an error.
+    /// Whether some plugin is active for `ctx`.
+    pub fn any_active(&self, ctx: &ContainerContext) -> bool {
+        self.plugins.iter().any(|p| p.activation.matches(ctx))
+    }
+
     pub fn select(&self, names: &[String]) -> Result<Vec<&PluginConfig>, ConfigError> {
         if names.is_empty() {
             return Ok(self.plugins.iter().collect());

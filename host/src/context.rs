@@ -19,6 +19,9 @@ pub const STATE_LIMIT: u64 = 4 << 20;
 /// The most of a `config.json` hookhost reads: real ones are tens of KiB.
 pub const SPEC_LIMIT: u64 = 16 << 20;
 
+/// How errors name the state a hook reads on stdin.
+pub const STATE_ON_STDIN: &str = "the OCI state on stdin";
+
 /// Where in the container's life the plan will be carried out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
@@ -28,6 +31,19 @@ pub enum Stage {
     CreateContainer,
     RuntimeShim,
     Cdi,
+}
+
+impl Stage {
+    /// The stage as the command line and the WIT interface name it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Prestart => "prestart",
+            Stage::CreateRuntime => "create-runtime",
+            Stage::CreateContainer => "create-container",
+            Stage::RuntimeShim => "runtime-shim",
+            Stage::Cdi => "cdi",
+        }
+    }
 }
 
 /// One line of a user-namespace mapping.
@@ -114,18 +130,25 @@ impl OciState {
                     .map_err(|error| read_error(&what, error))?;
                 (what, bytes)
             }
-            None => {
-                let bytes = input::read_limited(std::io::stdin().lock(), STATE_LIMIT, 0)
-                    .map_err(|error| read_error("the OCI state on stdin", error))?;
-                ("the OCI state on stdin".to_string(), bytes)
-            }
+            None => (STATE_ON_STDIN.to_string(), Self::read_stdin()?),
         };
-        let state: State = parse(&what, "state", &bytes)?;
+        Self::parse(&what, &bytes)
+    }
+
+    /// The bytes of the state on stdin, at most [`STATE_LIMIT`].
+    pub fn read_stdin() -> Result<Vec<u8>, ContextError> {
+        input::read_limited(std::io::stdin().lock(), STATE_LIMIT, 0)
+            .map_err(|error| read_error(STATE_ON_STDIN, error))
+    }
+
+    /// The state in `bytes`, read from `what` (named in errors).
+    pub fn parse(what: &str, bytes: &[u8]) -> Result<Self, ContextError> {
+        let state: State = parse(what, "state", bytes)?;
         if state.id().is_empty() {
-            return Err(field(&what, "id", "is missing or empty"));
+            return Err(field(what, "id", "is missing or empty"));
         }
         if state.bundle().as_os_str().is_empty() {
-            return Err(field(&what, "bundle", "is missing or empty"));
+            return Err(field(what, "bundle", "is missing or empty"));
         }
         Ok(OciState {
             id: state.id().clone(),

@@ -133,6 +133,7 @@ fn run_static(
     ctx: &ContainerContext,
     logs: &mut Vec<LogLine>,
 ) -> Result<(PluginInfo, Plan), EvalError> {
+    crate::runtime::check_allow_list(plugin)?;
     let mut requests = Requests::new(
         &plugin.name,
         ctx.stage,

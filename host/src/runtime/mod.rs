@@ -156,6 +156,8 @@ pub enum Failure {
     NotAComponent,
     #[error("cannot read it: {0}")]
     Read(std::io::Error),
+    #[error("its `allow`: {0}")]
+    AllowList(String),
     #[error("is a core WebAssembly module, not a component; build it for wasm32-wasip2 (or wrap it with `wasm-tools component new`)")]
     CoreModule,
     #[error("is not a WebAssembly component")]
@@ -289,6 +291,7 @@ impl Runtime {
         plugin: &'r PluginConfig,
         ctx: Arc<ContainerContext>,
     ) -> Result<Instance<'r>, PluginError> {
+        check_allow_list(plugin)?;
         let Loaded {
             component, world, ..
         } = self.load(plugin)?;
@@ -508,6 +511,16 @@ impl Instance<'_> {
             self.fail(failure)
         })
     }
+}
+
+/// The plugin's allow-list compiled, before anything runs against it: an
+/// invalid glob is named with the manifest that holds it.
+pub fn check_allow_list(plugin: &PluginConfig) -> Result<(), PluginError> {
+    plugin.allow.check().map_err(|e| PluginError {
+        plugin: plugin.name.clone(),
+        path: plugin.manifest.clone(),
+        failure: Failure::AllowList(e),
+    })
 }
 
 /// The component of a WASM plugin; a static policy has none.

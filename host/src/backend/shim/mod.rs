@@ -121,25 +121,14 @@ pub fn prepare(
     options: &Options,
     show: &dyn Fn(&[Outcome]),
 ) -> Result<Prepared, ShimError> {
-    let bundle = ContainerContext::bundle_dir(bundle)?;
-    let bytes = ContainerContext::read_config(&bundle)?;
-    let mut state = OciState::for_bundle(&bundle);
-    if let Some(id) = id {
-        state.id = id.to_string();
-    }
-    let ctx = Arc::new(ContainerContext::from_config(
-        &bundle,
-        &bytes,
-        state,
-        Stage::RuntimeShim,
-    )?);
-    let active = inventory.plugins.iter().any(|p| p.activation.matches(&ctx));
+    let (bytes, ctx) = load(bundle, id)?;
+    let active = inventory.any_active(&ctx);
     let hook_config = options.hook_config.as_ref().filter(|h| !h.is_empty());
     if !active && hook_config.is_none() {
         return Ok(Prepared::Unchanged);
     }
 
-    let path = bundle.join("config.json");
+    let path = ctx.bundle.join("config.json");
     let mut config: Value = serde_json::from_slice(&bytes).map_err(|source| ShimError::Json {
         path: path.clone(),
         source,
@@ -178,6 +167,22 @@ pub fn prepare(
     }
     replace(&path, &config)?;
     Ok(Prepared::Edited { hook })
+}
+
+/// The container `id` (else named after its bundle) as the shim sees it,
+/// and the bytes of its config.json.
+pub fn load(
+    bundle: &Path,
+    id: Option<&str>,
+) -> Result<(Vec<u8>, Arc<ContainerContext>), ContextError> {
+    let bundle = ContainerContext::bundle_dir(bundle)?;
+    let bytes = ContainerContext::read_config(&bundle)?;
+    let mut state = OciState::for_bundle(&bundle);
+    if let Some(id) = id {
+        state.id = id.to_string();
+    }
+    let ctx = ContainerContext::from_config(&bundle, &bytes, state, Stage::RuntimeShim)?;
+    Ok((bytes, Arc::new(ctx)))
 }
 
 /// A hook entry running hookhost (`command`: its binary, by absolute path,
@@ -294,20 +299,24 @@ pub fn find_runtime(given: Option<&Path>) -> Result<PathBuf, ShimError> {
 /// Replaces this process with `runtime ARGS...`, the environment and every
 /// inherited descriptor unchanged. Returns only on failure.
 pub fn exec(runtime: &Path, args: &[OsString]) -> ShimError {
+    let mut argv = vec![runtime.as_os_str()];
+    argv.extend(args.iter().map(OsString::as_os_str));
+    ShimError::Exec {
+        path: runtime.to_path_buf(),
+        source: execv(runtime, &argv),
+    }
+}
+
+/// Replaces this process with `path`, `argv` (from `argv[0]`) its
+/// arguments. Returns only on failure.
+pub fn execv(path: &Path, argv: &[&std::ffi::OsStr]) -> nix::errno::Errno {
     use std::ffi::CString;
     use std::os::unix::ffi::OsStrExt;
     let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| nix::errno::Errno::EINVAL);
-    let argv: Result<Vec<CString>, _> = std::iter::once(runtime.as_os_str())
-        .chain(args.iter().map(|a| a.as_os_str()))
-        .map(c)
-        .collect();
-    let source = match argv.and_then(|argv| nix::unistd::execv(&argv[0], &argv)) {
+    let argv: Result<Vec<CString>, _> = argv.iter().copied().map(c).collect();
+    match argv.and_then(|argv| nix::unistd::execv(&c(path.as_os_str())?, &argv)) {
         Err(errno) => errno,
         Ok(never) => match never {},
-    };
-    ShimError::Exec {
-        path: runtime.to_path_buf(),
-        source,
     }
 }
 

@@ -200,6 +200,8 @@ fn check_requirements(
                 return Ok(());
             }
             Some(false) => {}
+            // Empty reads as unset: no warning.
+            None if value.is_empty() => {}
             None => log::warn!(
                 "{disable}={value:?} is no boolean as NVIDIA's toolkit reads it (1, t, true, \
                  TRUE, True or their false counterparts): the requirements are checked"

@@ -206,15 +206,18 @@ struct Constraint {
 
 impl Constraint {
     fn parse(text: &str) -> Result<Constraint, String> {
+        // Errors show a tab or a newline as `\t`, `\n`: they separate
+        // nothing here, as in NVIDIA's parsers.
+        let shown = text.escape_debug();
         let Some(kind_end) = text.find(['<', '>', '=', '!']) else {
             return Err(format!(
-                "`{text}` is no constraint: it needs an operator ({OPERATOR_LIST})"
+                "`{shown}` is no constraint: it needs an operator ({OPERATOR_LIST})"
             ));
         };
         let (name, rest) = text.split_at(kind_end);
         if name.is_empty() {
             return Err(format!(
-                "`{text}` names no kind (cuda, driver, arch or brand)"
+                "`{shown}` names no kind (cuda, driver, arch or brand)"
             ));
         }
         let kind = KINDS
@@ -222,7 +225,8 @@ impl Constraint {
             .find(|known| known.eq_ignore_ascii_case(name))
             .ok_or_else(|| {
                 format!(
-                    "`{text}`: unknown kind `{name}` (known: {})",
+                    "`{shown}`: unknown kind `{}` (known: {})",
+                    name.escape_debug(),
                     KINDS.join(", ")
                 )
             })?;
@@ -235,14 +239,14 @@ impl Constraint {
             .find(|(known, _)| *known == op_text)
             .map(|&(_, op)| op)
             .ok_or_else(|| {
-                format!("`{text}`: `{op_text}` is not an operator (known: {OPERATOR_LIST})")
+                format!("`{shown}`: `{op_text}` is not an operator (known: {OPERATOR_LIST})")
             })?;
         if value.is_empty() {
-            return Err(format!("`{text}` has no value after `{op_text}`"));
+            return Err(format!("`{shown}` has no value after `{op_text}`"));
         }
         if kind == "brand" {
             if !matches!(op, Op::Eq | Op::Ne) {
-                return Err(format!("`{text}`: a brand is compared with = or != only"));
+                return Err(format!("`{shown}`: a brand is compared with = or != only"));
             }
             return Ok(Constraint {
                 text: text.to_string(),
@@ -251,7 +255,10 @@ impl Constraint {
             });
         }
         let version = Version::parse(value).ok_or_else(|| {
-            format!("`{text}`: `{value}` is not a version (numbers separated by dots)")
+            format!(
+                "`{shown}`: `{}` is not a version (numbers separated by dots)",
+                value.escape_debug()
+            )
         })?;
         let target = match kind {
             "cuda" => Target::Cuda(version),
@@ -695,7 +702,10 @@ mod tests {
             ("gpu>=1", "NVIDIA_REQUIRE_CUDA: `gpu>=1`: unknown kind `gpu` (known: cuda, driver, arch, brand)"),
             ("brand>=tesla", "NVIDIA_REQUIRE_CUDA: `brand>=tesla`: a brand is compared with = or != only"),
             // A tab separates nothing, as for NVIDIA.
-            ("cuda>=12.4\tbrand=tesla", "NVIDIA_REQUIRE_CUDA: `cuda>=12.4\tbrand=tesla`: `12.4\tbrand=tesla` is not a version"),
+            ("cuda>=12.4\tbrand=tesla", "NVIDIA_REQUIRE_CUDA: `cuda>=12.4\\tbrand=tesla`: `12.4\\tbrand=tesla` is not a version"),
+            ("cuda>=12.4\n", "NVIDIA_REQUIRE_CUDA: `cuda>=12.4\\n`: `12.4\\n` is not a version"),
+            // Blanks around an operator split the constraint.
+            ("cuda >= 12.4", "NVIDIA_REQUIRE_CUDA: `cuda` is no constraint: it needs an operator"),
         ];
         for (value, error) in cases {
             let got = on_550(value).unwrap_err();

@@ -39,8 +39,8 @@ struct Settings {
     compat32_dirs: Vec<String>,
     /// The executables, searched in order.
     binary_dirs: Vec<String>,
-    /// What a requirement that only NVML could check (a GPU's brand or
-    /// architecture) does to the container.
+    /// What a requirement that hookhost cannot check (a GPU's brand or
+    /// architecture, a CUDA beyond NVIDIA's table) does to the container.
     unverifiable_requirements: Unverifiable,
 }
 

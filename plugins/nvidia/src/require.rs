@@ -28,8 +28,8 @@ pub const DISABLE: &str = "NVIDIA_DISABLE_REQUIRE";
 const CUDA_VERSION: &str = "CUDA_VERSION";
 
 /// The setting `unverifiable-requirements`: what becomes of a container
-/// whose requirements only NVML could decide (a GPU's brand or
-/// architecture).
+/// whose requirements hang on what hookhost cannot check (a GPU's brand or
+/// architecture, which only NVML knows; a CUDA beyond NVIDIA's table).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Unverifiable {
@@ -536,8 +536,8 @@ fn legacy_major_minor(version: &str) -> Option<String> {
 }
 
 /// Checks every requirement: `Err` names the first unmet one (or, with
-/// `Refuse`, the first that only NVML could decide); `Ok` has the warnings
-/// for those that `Ignore` lets pass.
+/// `Refuse`, the first that hangs on what cannot be checked); `Ok` has the
+/// warnings for those that `Ignore` lets pass.
 pub fn check(
     requirements: &[Requirement],
     host: &Host,

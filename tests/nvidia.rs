@@ -383,3 +383,118 @@ fn compute_brings_libnvidia_tileiras_and_utility_the_imex_executables() {
 fn video_brings_libnvidia_tileiras_but_not_the_imex_executables() {
     run_case("tileiras-imex-video");
 }
+
+// NVIDIA_REQUIRE_* on the fake host `nvidia`: driver 550.54.14, which
+// NVIDIA's table gives CUDA 12.4.
+
+#[test]
+fn a_met_cuda_requirement_gives_what_the_devices_ask_for() {
+    run_case("require-cuda-met");
+}
+
+#[test]
+fn an_unmet_cuda_requirement_fails_naming_it_and_the_cuda_the_driver_supports() {
+    run_case("require-cuda-unmet");
+}
+
+#[test]
+fn a_driver_range_that_holds_gives_what_the_devices_ask_for() {
+    run_case("require-driver-range-met");
+}
+
+#[test]
+fn a_driver_range_that_fails_names_the_failing_bound_and_the_driver() {
+    run_case("require-driver-range-unmet");
+}
+
+#[test]
+fn one_alternative_that_holds_is_enough() {
+    run_case("require-alternatives-one-holds");
+}
+
+#[test]
+fn a_legacy_cuda_image_newer_than_the_driver_fails_naming_its_cuda_version() {
+    run_case("legacy-cuda-image-old-driver");
+}
+
+#[test]
+fn nvidia_disable_require_turns_an_unmet_requirement_off() {
+    run_case("require-disabled");
+}
+
+#[test]
+fn nvidia_disable_require_turns_a_legacy_images_cuda_requirement_off() {
+    run_case("legacy-cuda-image-old-driver-disabled");
+}
+
+#[test]
+fn an_unmet_requirement_is_not_checked_when_nothing_is_injected() {
+    run_case("require-unmet-void");
+}
+
+#[test]
+fn a_brand_that_decides_fails_by_default_naming_it_and_the_setting() {
+    run_case("require-brand-refuse");
+}
+
+#[test]
+fn a_brand_that_decides_passes_with_unverifiable_requirements_ignore() {
+    run_case("require-brand-ignore");
+}
+
+#[test]
+fn a_brand_holds_when_the_container_gets_no_gpu() {
+    run_case("require-brand-no-gpu");
+}
+
+#[test]
+fn a_malformed_requirement_fails_naming_the_variable() {
+    run_case("require-malformed");
+}
+
+/// A requirement that holds changes nothing in the plan: each passing case
+/// plans what the case without the requirement plans.
+#[test]
+fn the_requirement_cases_plan_what_their_mirrors_plan() {
+    let plan = |case: &str| {
+        std::fs::read_to_string(fixtures().join("nvidia").join(case).join("expected.json")).unwrap()
+    };
+    for case in [
+        "require-cuda-met",
+        "require-driver-range-met",
+        "require-alternatives-one-holds",
+        "require-disabled",
+        "require-brand-ignore",
+    ] {
+        assert_eq!(plan(case), plan("all"), "{case}");
+    }
+    assert_eq!(plan("require-unmet-void"), plan("void"));
+    assert_eq!(plan("require-brand-no-gpu"), plan("none"));
+    assert_eq!(
+        plan("legacy-cuda-image-old-driver-disabled"),
+        plan("legacy-cuda-image")
+    );
+}
+
+#[test]
+fn ignoring_a_requirement_only_nvml_could_check_says_so_in_the_log() {
+    let host = fake_host("nvidia");
+    let plugins_d = plugins_d_with_settings(
+        "nvidia",
+        &serde_json::json!({"unverifiable-requirements": "ignore"}),
+    );
+    let out = test_plan(
+        &fixtures().join("nvidia/require-brand-ignore"),
+        plugins_d.path(),
+        Some(host.path()),
+        NO_ARGS,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let log = stderr(&out);
+    assert!(
+        log.contains("nvidia: warn: NVIDIA_REQUIRE_CUDA: cannot tell whether cuda>=12.6 ")
+            && log.contains("brand=tesla cannot be checked without NVML")
+            && log.contains("not checked, as the setting `unverifiable-requirements` is `ignore`"),
+        "{log}"
+    );
+}

@@ -1,10 +1,11 @@
 //! hookhost's policy for NVIDIA GPUs: the container's
 //! `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES` pick the GPUs
 //! and the parts of the driver it gets, with the meanings NVIDIA documents
-//! for its container toolkit.
+//! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer.
 
 mod driver;
 mod files;
+mod require;
 mod select;
 
 use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
@@ -14,6 +15,7 @@ use hookhost_plugin::{container, log, PluginInfo, Policy};
 use serde::Deserialize;
 
 use driver::{Driver, Gpu};
+use require::Unverifiable;
 use select::{Capability, Visible};
 
 const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
@@ -37,6 +39,9 @@ struct Settings {
     compat32_dirs: Vec<String>,
     /// The executables, searched in order.
     binary_dirs: Vec<String>,
+    /// What a requirement that hookhost cannot check (a GPU's brand or
+    /// architecture, a CUDA beyond NVIDIA's table) does to the container.
+    unverifiable_requirements: Unverifiable,
 }
 
 impl Default for Settings {
@@ -47,6 +52,7 @@ impl Default for Settings {
             library_dirs: dirs(&["/usr/lib/x86_64-linux-gnu", "/usr/lib64", "/usr/lib"]),
             compat32_dirs: dirs(&["/usr/lib/i386-linux-gnu", "/usr/lib32"]),
             binary_dirs: dirs(&["/usr/bin"]),
+            unverifiable_requirements: Unverifiable::Refuse,
         }
     }
 }
@@ -160,6 +166,7 @@ impl Policy for Nvidia {
                 &allocated.iter().map(describe).collect::<Vec<_>>(),
             )?;
         }
+        check_requirements(&settings, legacy, &driver.version, !gpus.is_empty())?;
 
         give(&settings, &caps, &driver.version, gpus)
     }
@@ -174,6 +181,52 @@ impl Policy for Nvidia {
         let gpus = Visible::parse(Some(&names.join(",")))?.select(&driver.gpus)?;
         give(&settings, &caps, &driver.version, gpus)
     }
+}
+
+/// `NVIDIA_REQUIRE_*`, and a legacy image's `CUDA_VERSION`, against the
+/// driver, unless `NVIDIA_DISABLE_REQUIRE` turns them off. `gpus`: whether
+/// the container gets a GPU.
+fn check_requirements(
+    settings: &Settings,
+    legacy: bool,
+    driver_version: &str,
+    gpus: bool,
+) -> Result<(), String> {
+    let disable = require::DISABLE;
+    if let Some(value) = container::getenv(disable) {
+        match require::parse_disable(&value) {
+            Some(true) => {
+                log::info!("{disable}={value}: the requirements are not checked");
+                return Ok(());
+            }
+            Some(false) => {}
+            // Empty reads as unset: no warning.
+            None if value.is_empty() => {}
+            None => log::warn!(
+                "{disable}={value:?} is no boolean as NVIDIA's toolkit reads it (1, t, true, \
+                 TRUE, True or their false counterparts): the requirements are checked"
+            ),
+        }
+    }
+    let legacy_cuda = if legacy {
+        container::getenv(CUDA_VERSION)
+    } else {
+        None
+    };
+    let requirements = require::from_env(&container::environment(), legacy_cuda.as_deref())?;
+    if requirements.is_empty() {
+        return Ok(());
+    }
+    let host = require::Host::new(driver_version, gpus)
+        .map_err(|e| format!("{}: {e}", driver::VERSION_FILE))?;
+    for warning in require::check(&requirements, &host, settings.unverifiable_requirements)? {
+        log::warn!("{warning}");
+    }
+    log::debug!(
+        "{} requirement(s) checked against driver {driver_version}",
+        requirements.len()
+    );
+    Ok(())
 }
 
 fn probe() -> Result<Driver, String> {
@@ -323,6 +376,16 @@ mod tests {
         let wrong = Settings::parse(r#"{"candidates": "env"}"#).unwrap_err();
         assert!(
             wrong.starts_with("invalid settings: unknown variant `env`, expected `host` or `spec`"),
+            "{wrong}"
+        );
+        assert_eq!(settings.unverifiable_requirements, Unverifiable::Refuse);
+        let settings = Settings::parse(r#"{"unverifiable-requirements": "ignore"}"#).unwrap();
+        assert_eq!(settings.unverifiable_requirements, Unverifiable::Ignore);
+        let wrong = Settings::parse(r#"{"unverifiable-requirements": "pass"}"#).unwrap_err();
+        assert!(
+            wrong.starts_with(
+                "invalid settings: unknown variant `pass`, expected `refuse` or `ignore`"
+            ),
             "{wrong}"
         );
         let settings = Settings::parse(r#"{"binary-dirs": ["/opt/nvidia/bin"]}"#).unwrap();

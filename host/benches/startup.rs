@@ -528,9 +528,9 @@ impl ShimBench {
             }
         };
         let passing = {
-            let command = self.command.clone();
+            let (command, none) = (self.command.clone(), self.none.path().to_owned());
             move || {
-                let mut cmd = command(&none);
+                let cmd = command(&none);
                 // `state ID`: nothing to create, nothing to read.
                 let args: Vec<_> = cmd.get_args().map(ToOwned::to_owned).collect();
                 let end = args.iter().position(|a| a == "--").unwrap() + 1;

@@ -64,6 +64,16 @@ pub enum CacheError {
     },
 }
 
+/// A component from [`Cache::load_or_compile`].
+#[derive(Debug)]
+pub struct Cached {
+    pub component: Component,
+    /// Whether it had to be compiled (no trusted entry was there).
+    pub compiled: bool,
+    /// Its entry in the cache.
+    pub entry: PathBuf,
+}
+
 #[derive(Debug)]
 pub struct Cache {
     /// The path it was opened by, for messages only.
@@ -127,19 +137,24 @@ impl Cache {
     }
 
     /// The component of `wasm`: loaded from the cache when a trusted entry
-    /// is there, else compiled and stored. Returns whether it was compiled.
-    pub fn load_or_compile(
-        &self,
-        engine: &Engine,
-        wasm: &[u8],
-    ) -> Result<(Component, bool), LoadError> {
+    /// is there, else compiled and stored. The `.wasm` is hashed once.
+    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Cached, LoadError> {
         let name = Self::entry_name(engine, wasm);
+        let entry = self.dir.join(&name);
         if let Some(component) = self.load(engine, &name)? {
-            return Ok((component, false));
+            return Ok(Cached {
+                component,
+                compiled: false,
+                entry,
+            });
         }
         let component = Component::new(engine, wasm).map_err(LoadError::Compile)?;
         self.store(&name, &component)?;
-        Ok((component, true))
+        Ok(Cached {
+            component,
+            compiled: true,
+            entry,
+        })
     }
 
     fn load(&self, engine: &Engine, name: &str) -> Result<Option<Component>, LoadError> {
@@ -508,12 +523,18 @@ mod tests {
         let dir = tmp.path().join("cache");
         let engine = Engine::default();
         let cache = Cache::open(&dir).unwrap();
-        let (_, compiled) = cache.load_or_compile(&engine, EMPTY_COMPONENT).unwrap();
+        let compiled = cache
+            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .unwrap()
+            .compiled;
         assert!(compiled);
         // The path now names another directory, with nothing in it.
         fs::rename(&dir, tmp.path().join("moved")).unwrap();
         fs::create_dir(&dir).unwrap();
-        let (_, compiled) = cache.load_or_compile(&engine, EMPTY_COMPONENT).unwrap();
+        let compiled = cache
+            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .unwrap()
+            .compiled;
         assert!(!compiled, "loaded from the directory that was checked");
         assert_eq!(fs::read_dir(&dir).unwrap().count(), 0);
     }

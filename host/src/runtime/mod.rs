@@ -268,15 +268,16 @@ impl Runtime {
         };
         let wasm = read_component(&component_of(plugin)?.wasm).map_err(fail)?;
         let engine = &self.wasmtime().map_err(fail)?.engine;
-        let (component, compiled) = match &self.cache {
-            Some(cache) => cache.load_or_compile(engine, &wasm),
+        let (component, compiled, entry) = match &self.cache {
+            Some(cache) => cache
+                .load_or_compile(engine, &wasm)
+                .map(|c| (c.component, c.compiled, Some(c.entry))),
             None => Component::new(engine, &wasm)
-                .map(|c| (c, true))
+                .map(|c| (c, true, None))
                 .map_err(LoadError::Compile),
         }
         .map_err(|e| fail(Failure::Load(e)))?;
         let world = check_version(engine, &component).map_err(fail)?;
-        let entry = self.cache.as_ref().map(|c| c.entry(engine, &wasm));
         Ok(Loaded {
             component,
             world,

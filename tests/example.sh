@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source tests/setup.sh
 
-cargo build --release --bin hookhost
+cargo build --release --bins
 bash plugins/build.sh target/hookhost
 
 host=$(mktemp -d)

@@ -115,11 +115,8 @@ fn hook(
     } else {
         stage
     };
-    let active = ContainerContext::load(&state.bundle.clone(), state, seen_at)
-        .ok()
-        .zip(Inventory::load(plugins_dirs).ok())
-        .is_none_or(|(ctx, inventory)| inventory.any_active(&ctx));
-    Ok(if active {
+    let ctx = ContainerContext::load(&state.bundle.clone(), state, seen_at).ok();
+    Ok(if may_be_active(ctx.as_ref(), plugins_dirs) {
         Next::Engine(Some(bytes))
     } else {
         Next::Done
@@ -135,15 +132,19 @@ fn runtime(path: Option<&Path>, args: Vec<OsString>, plugins_dirs: &[PathBuf]) -
     let called = argv::parse(&args);
     if called.creates {
         let bundle = called.bundle.unwrap_or_else(|| PathBuf::from("."));
-        let active = shim::load(&bundle, called.id.as_deref())
-            .ok()
-            .zip(Inventory::load(plugins_dirs).ok())
-            .is_none_or(|((_, ctx), inventory)| inventory.any_active(&ctx));
-        if active {
+        let loaded = shim::load(&bundle, called.id.as_deref()).ok();
+        if may_be_active(loaded.as_ref().map(|(_, ctx)| &**ctx), plugins_dirs) {
             return Next::Engine(None);
         }
     }
     Next::Runtime(real, args)
+}
+
+/// Whether a plugin may be active for the container: yes unless its
+/// context and the manifests both loaded and no plugin is.
+fn may_be_active(ctx: Option<&ContainerContext>, plugins_dirs: &[PathBuf]) -> bool {
+    ctx.zip(Inventory::load(plugins_dirs).ok())
+        .is_none_or(|(ctx, inventory)| inventory.any_active(ctx))
 }
 
 /// Becomes the engine, with `stdin` (if the front read it) as its stdin.

@@ -18,9 +18,19 @@
 //! - Entries are opened relative to the directory's fd, never followed if a
 //!   symlink, checked on their own fd (a regular file, same owner and mode
 //!   rules) and read from it: what is checked is what is loaded.
-//! - Entries are keyed by the hash of the `.wasm`, the wasmtime version and
-//!   the engine's settings, and written exclusively under a temporary name
-//!   then renamed within the directory, so a reader never sees half a file.
+//! - Entries are keyed by the identity of the `.wasm` file (device, inode,
+//!   size, modification and change times), the wasmtime version and the
+//!   engine's settings, so a start that finds its entry never reads or hashes
+//!   the `.wasm`. Any write to the file changes its change time, which only
+//!   the kernel sets, so an entry is not taken for another version of its
+//!   file (unless a start compiles it between two writes of the same size
+//!   within one tick of the file system's clock: `plugins compile` after an
+//!   install settles that); and whatever an entry holds was compiled here, from a component the
+//!   administrator installed, and runs in the sandbox like any other.
+//! - Entries are written exclusively under a temporary name then renamed
+//!   within the directory, so a reader never sees half a file, and a file is
+//!   never written again once it has a name: a loaded entry is mapped, not
+//!   copied.
 //!
 //! A problem is reported, never fixed: the message names the directory or
 //! entry, its owner and its mode.
@@ -28,7 +38,7 @@
 use std::ffi::OsString;
 use std::hash::{Hash, Hasher};
 use std::io::Write;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::path::{Component as PathPart, Path, PathBuf};
 
 use nix::errno::Errno;
@@ -117,13 +127,23 @@ impl Cache {
         &self.dir
     }
 
-    /// The file name of the precompiled form of `wasm` for this engine.
-    fn entry_name(engine: &Engine, wasm: &[u8]) -> String {
+    /// The file name of the precompiled form, for this engine, of the
+    /// component whose file has the status `wasm`.
+    fn entry_name(engine: &Engine, wasm: &FileStat) -> String {
         let mut engine_hash = std::collections::hash_map::DefaultHasher::new();
         engine
             .precompile_compatibility_hash()
             .hash(&mut engine_hash);
-        let digest = Sha256::digest(wasm);
+        let identity = [
+            wasm.st_dev,
+            wasm.st_ino,
+            wasm.st_size as u64,
+            wasm.st_mtime as u64,
+            wasm.st_mtime_nsec as u64,
+            wasm.st_ctime as u64,
+            wasm.st_ctime_nsec as u64,
+        ];
+        let digest = Sha256::digest(identity.map(u64::to_le_bytes).as_flattened());
         let hex: String = digest.iter().take(16).map(|b| format!("{b:02x}")).collect();
         format!(
             "{hex}-wasmtime{WASMTIME_VERSION}-{:016x}.cwasm",
@@ -131,14 +151,21 @@ impl Cache {
         )
     }
 
-    /// Where the precompiled form of `wasm` lives for this engine.
-    pub fn entry(&self, engine: &Engine, wasm: &[u8]) -> PathBuf {
+    /// Where the precompiled form of the component whose file has the
+    /// status `wasm` lives for this engine.
+    pub fn entry(&self, engine: &Engine, wasm: &FileStat) -> PathBuf {
         self.dir.join(Self::entry_name(engine, wasm))
     }
 
-    /// The component of `wasm`: loaded from the cache when a trusted entry
-    /// is there, else compiled and stored. The `.wasm` is hashed once.
-    pub fn load_or_compile(&self, engine: &Engine, wasm: &[u8]) -> Result<Cached, LoadError> {
+    /// The component whose file has the status `wasm`: loaded from the cache
+    /// when a trusted entry is there, else compiled from the bytes `read`
+    /// returns (called only then) and stored.
+    pub fn load_or_compile<E: From<LoadError>>(
+        &self,
+        engine: &Engine,
+        wasm: &FileStat,
+        read: impl FnOnce() -> Result<Vec<u8>, E>,
+    ) -> Result<Cached, E> {
         let name = Self::entry_name(engine, wasm);
         let entry = self.dir.join(&name);
         if let Some(component) = self.load(engine, &name)? {
@@ -148,8 +175,8 @@ impl Cache {
                 entry,
             });
         }
-        let component = Component::new(engine, wasm).map_err(LoadError::Compile)?;
-        self.store(&name, &component)?;
+        let component = Component::new(engine, read()?).map_err(LoadError::Compile)?;
+        self.store(&name, &component).map_err(LoadError::from)?;
         Ok(Cached {
             component,
             compiled: true,
@@ -168,21 +195,26 @@ impl Cache {
             Err(e) => return Err(self.io("open an entry", e).into()),
         };
         check_owner_and_mode(&regular.stat).map_err(|p| untrusted_entry(&entry, p))?;
-        let len = u64::try_from(regular.stat.st_size).unwrap_or(0);
-        let bytes = input::read_limited(regular.file, ENTRY_LIMIT, len)
-            .map_err(|e| self.io("read an entry", e))?;
-        // SAFETY: `deserialize` turns these bytes into native code. It is
-        // sound as long as they were written by `Component::serialize` of a
-        // compatible engine: they were read from an fd that was not reached
-        // through a symlink, relative to the checked directory fd, and that
-        // fd's file, like the directory and every parent, is owned by us or
-        // root and writable by no one else; we only ever write finished
-        // entries by rename. The bytes are copied into memory of our own, so
-        // later changes to the file cannot reach the loaded code. A stale or
-        // foreign-engine entry fails wasmtime's own header check and is then
-        // recompiled.
+        if u64::try_from(regular.stat.st_size).unwrap_or(u64::MAX) > ENTRY_LIMIT {
+            return Err(
+                untrusted_entry(&entry, format!("is larger than {ENTRY_LIMIT} bytes")).into(),
+            );
+        }
+        // wasmtime maps a file only by its path: the checked fd's own path in
+        // /proc names the very file that was checked, whatever happens to the
+        // entry's name meanwhile.
+        let checked = format!("/proc/self/fd/{}", regular.file.as_raw_fd());
+        // SAFETY: `deserialize_file` maps these bytes and runs them as native
+        // code. It is sound as long as they were written by
+        // `Component::serialize` of a compatible engine and do not change
+        // while mapped: the file was opened without following a symlink,
+        // relative to the checked directory fd, and it, the directory and
+        // every parent are owned by us or root and writable by no one else;
+        // we write an entry only under a temporary name and never again once
+        // it is renamed into place. A stale or foreign-engine entry fails
+        // wasmtime's own header check and is then recompiled.
         #[allow(unsafe_code)]
-        let loaded = unsafe { Component::deserialize(engine, &bytes) };
+        let loaded = unsafe { Component::deserialize_file(engine, &checked) };
         Ok(loaded.ok())
     }
 
@@ -441,6 +473,18 @@ mod tests {
 
     const NOBODY: u32 = 65534;
 
+    /// The status of a component file written in `dir`, as the runtime has
+    /// it when it looks the component up.
+    fn component_file(dir: &Path) -> FileStat {
+        let path = dir.join("empty.wasm");
+        fs::write(&path, EMPTY_COMPONENT).unwrap();
+        nix::sys::stat::stat(&path).unwrap()
+    }
+
+    fn read() -> Result<Vec<u8>, LoadError> {
+        Ok(EMPTY_COMPONENT.to_vec())
+    }
+
     fn chown(path: &Path, uid: u32) {
         std::os::unix::fs::chown(path, Some(uid), None).unwrap();
     }
@@ -522,9 +566,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("cache");
         let engine = Engine::default();
+        let wasm = component_file(tmp.path());
         let cache = Cache::open(&dir).unwrap();
         let compiled = cache
-            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .load_or_compile(&engine, &wasm, read)
             .unwrap()
             .compiled;
         assert!(compiled);
@@ -532,7 +577,7 @@ mod tests {
         fs::rename(&dir, tmp.path().join("moved")).unwrap();
         fs::create_dir(&dir).unwrap();
         let compiled = cache
-            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .load_or_compile(&engine, &wasm, read)
             .unwrap()
             .compiled;
         assert!(!compiled, "loaded from the directory that was checked");
@@ -540,16 +585,57 @@ mod tests {
     }
 
     #[test]
+    fn a_cached_component_is_loaded_without_reading_its_file() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let wasm = component_file(tmp.path());
+        let cache = Cache::open(&tmp.path().join("cache")).unwrap();
+        assert!(
+            cache
+                .load_or_compile(&engine, &wasm, read)
+                .unwrap()
+                .compiled
+        );
+        let cached = cache
+            .load_or_compile(&engine, &wasm, || -> Result<Vec<u8>, LoadError> {
+                panic!("the component was read although its entry was there")
+            })
+            .unwrap();
+        assert!(!cached.compiled);
+    }
+
+    #[test]
+    fn a_rewritten_component_gets_an_entry_of_its_own() {
+        let tmp = tempfile::tempdir().unwrap();
+        let engine = Engine::default();
+        let cache = Cache::open(&tmp.path().join("cache")).unwrap();
+        let before = component_file(tmp.path());
+        let first = cache.load_or_compile(&engine, &before, read).unwrap();
+        // The same path, size and bytes, written again: only its times differ
+        // (after a pause: some file systems keep times to a clock tick).
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let after = component_file(tmp.path());
+        assert_eq!(
+            (before.st_ino, before.st_size),
+            (after.st_ino, after.st_size)
+        );
+        let second = cache.load_or_compile(&engine, &after, read).unwrap();
+        assert!(second.compiled, "the old entry was taken for the new file");
+        assert_ne!(first.entry, second.entry);
+    }
+
+    #[test]
     fn a_symlinked_entry_is_refused_even_to_a_trusted_file() {
         let tmp = tempfile::tempdir().unwrap();
         let engine = Engine::default();
+        let wasm = component_file(tmp.path());
         let real = Cache::open(&tmp.path().join("real")).unwrap();
-        real.load_or_compile(&engine, EMPTY_COMPONENT).unwrap();
-        let entry = real.entry(&engine, EMPTY_COMPONENT);
+        real.load_or_compile(&engine, &wasm, read).unwrap();
+        let entry = real.entry(&engine, &wasm);
         let linked = Cache::open(&tmp.path().join("linked")).unwrap();
-        std::os::unix::fs::symlink(&entry, linked.entry(&engine, EMPTY_COMPONENT)).unwrap();
+        std::os::unix::fs::symlink(&entry, linked.entry(&engine, &wasm)).unwrap();
         let err = linked
-            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .load_or_compile(&engine, &wasm, read)
             .unwrap_err()
             .to_string();
         assert!(
@@ -562,11 +648,12 @@ mod tests {
     fn an_entry_owned_by_another_user_is_refused() {
         let tmp = tempfile::tempdir().unwrap();
         let engine = Engine::default();
+        let wasm = component_file(tmp.path());
         let cache = Cache::open(&tmp.path().join("cache")).unwrap();
-        cache.load_or_compile(&engine, EMPTY_COMPONENT).unwrap();
-        chown(&cache.entry(&engine, EMPTY_COMPONENT), NOBODY);
+        cache.load_or_compile(&engine, &wasm, read).unwrap();
+        chown(&cache.entry(&engine, &wasm), NOBODY);
         let err = cache
-            .load_or_compile(&engine, EMPTY_COMPONENT)
+            .load_or_compile(&engine, &wasm, read)
             .unwrap_err()
             .to_string();
         assert!(err.contains("is owned by uid 65534"), "{err}");

@@ -266,17 +266,20 @@ impl Runtime {
             path: plugin.source().to_path_buf(),
             failure,
         };
-        let wasm = read_component(&component_of(plugin)?.wasm).map_err(fail)?;
+        let file = ComponentFile::open(&component_of(plugin)?.wasm).map_err(fail)?;
         let engine = &self.wasmtime().map_err(fail)?.engine;
+        let stat = file.stat;
         let (component, compiled, entry) = match &self.cache {
             Some(cache) => cache
-                .load_or_compile(engine, &wasm)
+                .load_or_compile(engine, &stat, || file.read())
                 .map(|c| (c.component, c.compiled, Some(c.entry))),
-            None => Component::new(engine, &wasm)
-                .map(|c| (c, true, None))
-                .map_err(LoadError::Compile),
+            None => file.read().and_then(|wasm| {
+                Component::new(engine, wasm)
+                    .map(|c| (c, true, None))
+                    .map_err(|e| Failure::Load(LoadError::Compile(e)))
+            }),
         }
-        .map_err(|e| fail(Failure::Load(e)))?;
+        .map_err(fail)?;
         let world = check_version(engine, &component).map_err(fail)?;
         Ok(Loaded {
             component,
@@ -533,36 +536,53 @@ fn component_of(plugin: &PluginConfig) -> Result<&WasmPlugin, PluginError> {
     })
 }
 
-/// The bytes of a component: a regular file, whose header is checked before
-/// its size and its size before it is read, so a huge or foreign file costs
-/// one read of eight bytes.
-fn read_component(path: &Path) -> Result<Vec<u8>, Failure> {
-    let input::Regular { mut file, stat } =
-        input::open_regular(nix::fcntl::AT_FDCWD, path, Follow::Yes).map_err(Failure::Read)?;
-    let mut header = [0u8; 8];
-    match file.read_exact(&mut header) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(Failure::NotWasm),
-        Err(e) => return Err(Failure::Read(e)),
-    }
-    match header {
-        [0, b'a', b's', b'm', 0x0d, 0, 0x01, 0] => {}
-        [0, b'a', b's', b'm', 0x01, 0, 0, 0] => return Err(Failure::CoreModule),
-        _ => return Err(Failure::NotWasm),
-    }
-    let len = u64::try_from(stat.st_size).unwrap_or(0);
-    if len > WASM_LIMIT {
-        return Err(Failure::TooLarge);
-    }
-    // It may have grown since the fstat: the read is capped too.
-    input::read_limited(header.chain(file), WASM_LIMIT, len).map_err(|e| {
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            Failure::TooLarge
-        } else {
-            Failure::Read(e)
-        }
-    })
+/// A component's file, opened and its header checked; its bytes are read
+/// only when the cache lacks its compiled form.
+struct ComponentFile {
+    file: std::fs::File,
+    stat: nix::sys::stat::FileStat,
 }
+
+impl ComponentFile {
+    /// Opens a regular file and checks its header, so a foreign file costs
+    /// one read of eight bytes.
+    fn open(path: &Path) -> Result<Self, Failure> {
+        let input::Regular { mut file, stat } =
+            input::open_regular(nix::fcntl::AT_FDCWD, path, Follow::Yes).map_err(Failure::Read)?;
+        let mut header = [0u8; 8];
+        match file.read_exact(&mut header) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(Failure::NotWasm)
+            }
+            Err(e) => return Err(Failure::Read(e)),
+        }
+        match header {
+            HEADER => Ok(ComponentFile { file, stat }),
+            [0, b'a', b's', b'm', 0x01, 0, 0, 0] => Err(Failure::CoreModule),
+            _ => Err(Failure::NotWasm),
+        }
+    }
+
+    /// Its bytes, its size checked before they are read.
+    fn read(self) -> Result<Vec<u8>, Failure> {
+        let len = u64::try_from(self.stat.st_size).unwrap_or(0);
+        if len > WASM_LIMIT {
+            return Err(Failure::TooLarge);
+        }
+        // It may have grown since the fstat: the read is capped too.
+        input::read_limited(HEADER.chain(self.file), WASM_LIMIT, len).map_err(|e| {
+            if e.kind() == std::io::ErrorKind::InvalidData {
+                Failure::TooLarge
+            } else {
+                Failure::Read(e)
+            }
+        })
+    }
+}
+
+/// The preamble of a component (layer 1 of the binary format).
+const HEADER: [u8; 8] = [0, b'a', b's', b'm', 0x0d, 0, 0x01, 0];
 
 /// The world of a component's policy export, or why this host cannot run
 /// it: a plugin built for a patch newer than the host's may import what

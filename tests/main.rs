@@ -10,6 +10,7 @@ mod cli;
 mod engines;
 mod fpga;
 mod front;
+mod fuzz;
 mod load;
 mod nvidia;
 mod onload;

@@ -100,11 +100,16 @@ impl AllowList {
             .as_deref()
     }
 
-    /// Whether `path` is allowed; nothing is while a glob is invalid. A
-    /// path can only match a glob that it starts like: a GPU policy's
+    /// Whether `path` is allowed; nothing is while a glob is invalid, and
+    /// no path [`clean_absolute`] refuses (`*` and `**` match `..`: `/dev/*`
+    /// would allow `/dev/..`, which is `/`), should a caller not clean it.
+    /// A path can only match a glob that it starts like: a GPU policy's
     /// hundred-odd globs cost a string comparison each for most paths.
     pub fn allows(&self, path: &Path) -> bool {
         let text = path.as_os_str().as_bytes();
+        if text.contains(&0) || path.components().any(|c| c == Component::ParentDir) {
+            return false;
+        }
         self.compiled().is_ok_and(|patterns| {
             patterns.iter().any(|(literal, p)| {
                 text.starts_with(literal.as_bytes()) && p.matches_path_with(path, MATCH)
@@ -210,6 +215,16 @@ mod tests {
             "/etc/exact/x",
             "/etc/exac",
         ] {
+            assert!(!allow.allows(Path::new(no)), "{no}");
+        }
+    }
+
+    #[test]
+    fn no_glob_allows_a_path_with_dotdot_or_a_nul() {
+        let allow = AllowList::new(&["/dev/*".into(), "/opt/**".into()]).unwrap();
+        assert!(allow.allows(Path::new("/dev/null")));
+        assert!(allow.allows(Path::new("/opt/a/b")));
+        for no in ["/dev/..", "/opt/a/../../etc/shadow", "/dev/a\0b"] {
             assert!(!allow.allows(Path::new(no)), "{no}");
         }
     }

@@ -958,6 +958,35 @@ fn plugins_compile(global: &Global, names: &[String]) -> anyhow::Result<ExitCode
     Ok(ExitCode::SUCCESS)
 }
 
+/// What the engine reads from a command line that the front may answer
+/// itself (see [`crate::front`]), in the front's terms: `None` when clap
+/// refuses it or it is another command. The front must never accept what
+/// this refuses, nor read it otherwise (the fuzz target `front_argv`).
+pub(crate) fn front_call(args: &[std::ffi::OsString]) -> Option<crate::front::Call> {
+    use crate::front::Call;
+    let cli = Cli::try_parse_from(shim::invoked_as(args.to_vec()).ok()?).ok()?;
+    let plugins_dirs = cli.global.plugin_dirs();
+    let (stage, hook) = match cli.command {
+        Command::Prestart(hook) => (Stage::Prestart, hook),
+        Command::CreateRuntime(hook) => (Stage::CreateRuntime, hook),
+        Command::CreateContainer(hook) => (Stage::CreateContainer, hook),
+        Command::Runtime(runtime) => {
+            return Some(Call::Runtime {
+                runtime_path: runtime.runtime_path,
+                args: runtime.args,
+                plugins_dirs,
+            })
+        }
+        _ => return None,
+    };
+    Some(Call::Hook {
+        stage,
+        timeout: hook.timeout,
+        after_shim: hook.after_shim,
+        plugins_dirs,
+    })
+}
+
 /// Parses the command line and runs it; what `main` calls.
 pub fn main() -> ExitCode {
     // Engines that take a runtime by path alone (containerd's BinaryName,

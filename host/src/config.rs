@@ -351,11 +351,23 @@ fn load_manifest(
                 error,
             }
         })?;
+    parse_manifest(name, path, &text, dirs)
+}
+
+/// The plugin `name` whose manifest `path` holds `text` (`None`: disabled):
+/// everything of loading a manifest but reading it (the fuzz targets
+/// `manifest` and `seed` call it).
+pub(crate) fn parse_manifest(
+    name: &str,
+    path: &Path,
+    text: &[u8],
+    dirs: &[PathBuf],
+) -> Result<Option<PluginConfig>, ConfigError> {
     let parse_error = |error| ConfigError::Parse {
         path: path.to_path_buf(),
         error,
     };
-    let json: serde_json::Value = serde_json::from_slice(&text).map_err(parse_error)?;
+    let json: serde_json::Value = serde_json::from_slice(text).map_err(parse_error)?;
     let invalid = |field, problem: String| ConfigError::Invalid {
         path: path.to_path_buf(),
         field,

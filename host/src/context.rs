@@ -109,7 +109,7 @@ pub struct ContainerContext {
 }
 
 /// The parts of the OCI state hookhost uses.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OciState {
     pub id: String,
     pub pid: Option<i32>,

@@ -32,7 +32,7 @@ pub const ENGINE: &str = "hookhost-engine";
 
 /// What the front makes of its command line.
 #[derive(Debug, PartialEq, Eq)]
-enum Call {
+pub(crate) enum Call {
     /// `prestart`, `create-runtime` or `create-container`.
     Hook {
         stage: Stage,
@@ -207,11 +207,13 @@ pub fn installed_exe() -> std::io::Result<PathBuf> {
 /// read as clap reads them (`--name VALUE` or `--name=VALUE`, the global
 /// ones before or after the command), and a value clap would refuse, or an
 /// option given twice that may be given once, is the engine's to report.
-fn parse(args: &[OsString]) -> Option<Call> {
+pub(crate) fn parse(args: &[OsString]) -> Option<Call> {
     // Called as `hookhost-runtime`: the options come from a file.
     let args = shim::invoked_as(args.to_vec()).ok()?;
     let mut seen: Vec<&str> = Vec::new();
     let mut plugins_dirs = Vec::new();
+    // Whether `--plugins-dir` came before the command, after it.
+    let mut dirs_where = [false, false];
     let mut command: Option<&str> = None;
     let (mut timeout, mut after_shim, mut runtime_path) = (60, false, None);
     let mut rest = args.iter().skip(1);
@@ -231,6 +233,11 @@ fn parse(args: &[OsString]) -> Option<Call> {
             Some((name, value)) => (name, Some(value)),
             None => (body, None),
         };
+        // Only the global options may come before the command (clap).
+        let global = matches!(name, "plugins-dir" | "host-root" | "cache-dir" | "no-cache");
+        if !global && command.is_none() {
+            return None;
+        }
         // Switches: no value.
         if matches!(name, "no-cache" | "after-shim") {
             if inline.is_some() || seen.contains(&name) {
@@ -260,6 +267,12 @@ fn parse(args: &[OsString]) -> Option<Call> {
             return None;
         }
         if name == "plugins-dir" {
+            // clap keeps only the directories given after the command
+            // when some come before it too: the engine's to read.
+            dirs_where[usize::from(command.is_some())] = true;
+            if dirs_where == [true, true] {
+                return None;
+            }
             plugins_dirs.push(PathBuf::from(value));
             continue;
         }
@@ -338,8 +351,8 @@ mod tests {
                 "--plugins-dir",
                 "/a",
                 "--host-root=/h",
-                "create-runtime",
                 "--plugins-dir=/b",
+                "create-runtime",
                 "--timeout",
                 "5",
                 "--after-shim",
@@ -401,6 +414,10 @@ mod tests {
             &["prestart", "--runtime-path", "/r"],
             &["prestart", "extra"],
             &["prestart", "--", "x"],
+            &["--timeout", "5", "prestart"],
+            &["--ldconfig", "/l", "runtime", "--", "create"],
+            // clap reads only /b.
+            &["--plugins-dir", "/a", "prestart", "--plugins-dir", "/b"],
             &["runtime", "--hook-config-path", "/h", "--", "create"],
             &["runtime", "--after-shim", "--", "create"],
             &["runtime", "create"],

@@ -27,6 +27,8 @@ pub mod deadline;
 pub mod error;
 pub mod evaluate;
 pub mod front;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod hostfs;
 pub mod input;
 pub mod install;

@@ -268,8 +268,11 @@ fn map_id(id: u32, mappings: &[IdMapping]) -> Option<u32> {
         return Some(id);
     }
     mappings.iter().find_map(|m| {
+        // A range past the last host id maps nothing there (the kernel
+        // refuses such a mapping; a spec is the container owner's).
         (id >= m.container_id && id - m.container_id < m.size)
-            .then(|| m.host_id + (id - m.container_id))
+            .then(|| m.host_id.checked_add(id - m.container_id))
+            .flatten()
     })
 }
 
@@ -407,6 +410,13 @@ mod tests {
         assert_eq!(map_id(65_535, &mappings), Some(165_535));
         assert_eq!(map_id(65_536, &mappings), None);
         assert_eq!(map_id(44, &[]), Some(44));
+        let past_the_end = [IdMapping {
+            container_id: 0,
+            host_id: u32::MAX - 10,
+            size: 65_536,
+        }];
+        assert_eq!(map_id(10, &past_the_end), Some(u32::MAX));
+        assert_eq!(map_id(11, &past_the_end), None, "not wrapped round to 0");
     }
 
     #[test]

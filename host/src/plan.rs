@@ -240,6 +240,8 @@ impl<'a> Entry<'a> {
                     (a.file_mode, a.uid, a.gid, &a.permissions)
                         == (b.file_mode, b.uid, b.gid, &b.permissions)
                 }
+                // A bind of a directory is not a bind of a file.
+                (Entry::File(a), Entry::File(b)) => a.directory == b.directory,
                 _ => true,
             }
     }
@@ -541,6 +543,23 @@ mod tests {
         assert!(err.first.contains("`a`") && err.second.contains("`b`"));
         assert!(err.to_string().contains("c 195:1"));
         assert!(a.files.is_empty(), "a failed merge adds nothing");
+    }
+
+    #[test]
+    fn a_file_and_a_directory_bound_at_one_path_conflict_in_either_order() {
+        let file = library("a", "/opt/x");
+        let dir = File {
+            plugin: "b".into(),
+            directory: true,
+            ..library("b", "/opt/x")
+        };
+        for (first, second) in [(&file, &dir), (&dir, &file)] {
+            let mut plan = Plan::default();
+            plan.add_file(first.clone()).unwrap();
+            let err = plan.add_file(second.clone()).unwrap_err();
+            assert_eq!(err.path, "/opt/x");
+            assert_eq!(plan.files, [first.clone()]);
+        }
     }
 
     #[test]

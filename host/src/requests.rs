@@ -384,10 +384,12 @@ impl Requests {
                     f.host_path
                 )))
             }
-            _ => return Err(RequestError::Invalid(format!(
-                "{}: is not a regular file, directory or socket (use add-device for device nodes)",
-                f.host_path
-            ))),
+            _ => {
+                return Err(RequestError::Invalid(format!(
+                    "{}: is not a regular file, directory or socket (device nodes: add-device)",
+                    f.host_path
+                )))
+            }
         };
         if f.transfer == plan::Transfer::Copy {
             self.supported(self.can.copies, &f.host_path, "copy files (ask for a bind)")?;

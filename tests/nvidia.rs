@@ -498,3 +498,124 @@ fn ignoring_a_requirement_only_nvml_could_check_says_so_in_the_log() {
         "{log}"
     );
 }
+
+// The driver's daemons, on the fake host `nvidia-ipc`: the sockets of
+// nvidia-persistenced and nv-fabricmanager under /run (/var/run links
+// there), an MPS pipe directory under a sticky /tmp and another under
+// /run/nvidia/mps.
+
+#[test]
+fn utility_gets_the_daemons_sockets_and_a_pipe_directory_under_a_sticky_tmp_is_left_out() {
+    run_case("ipc");
+}
+
+#[test]
+fn compute_gets_the_mps_pipe_directory_the_settings_name() {
+    run_case("ipc-mps-pipe-directory");
+}
+
+#[test]
+fn utility_alone_gets_the_sockets_and_no_mps_pipe_directory() {
+    run_case("ipc-utility-only");
+}
+
+#[test]
+fn video_gets_the_mps_pipe_directory_and_no_sockets() {
+    run_case("ipc-video");
+}
+
+/// The container paths of a case's expected binds.
+fn binds(case: &str) -> Vec<(String, String)> {
+    let path = fixtures().join("nvidia").join(case).join("expected.json");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    plan["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let field = |name: &str| f[name].as_str().unwrap().to_string();
+            (field("host-path"), field("container-path"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_ipc_cases_expect_what_their_names_say() {
+    let persistenced = (
+        "/run/nvidia-persistenced/socket".to_string(),
+        "/var/run/nvidia-persistenced/socket".to_string(),
+    );
+    let fabricmanager = (
+        "/run/nvidia-fabricmanager/socket".to_string(),
+        "/var/run/nvidia-fabricmanager/socket".to_string(),
+    );
+    let mps = ("/run/nvidia/mps".to_string(), "/run/nvidia/mps".to_string());
+    let has = |case: &str, bind: &(String, String)| binds(case).contains(bind);
+    for case in ["ipc", "ipc-mps-pipe-directory", "ipc-utility-only"] {
+        assert!(has(case, &persistenced), "{case}");
+        assert!(has(case, &fabricmanager), "{case}");
+    }
+    assert!(!has("ipc-video", &persistenced));
+    assert!(has("ipc-mps-pipe-directory", &mps));
+    assert!(has("ipc-video", &mps));
+    assert!(!has("ipc-utility-only", &mps));
+    assert!(binds("ipc")
+        .iter()
+        .all(|(host, _)| !host.starts_with("/tmp")));
+}
+
+// Kubernetes: the CDI annotations a device plugin writes, and the setting
+// that stops NVIDIA_VISIBLE_DEVICES from choosing.
+
+#[test]
+fn an_nvidia_gpu_named_by_a_cdi_annotation_is_chosen_over_the_environment() {
+    run_case("annotation-selects");
+}
+
+#[test]
+fn a_cdi_annotation_alone_activates_the_policy_and_selects_its_gpu() {
+    run_case("annotation-only");
+}
+
+#[test]
+fn a_cdi_annotation_naming_another_vendors_device_leaves_the_environment_to_choose() {
+    run_case("annotation-other-vendor");
+}
+
+#[test]
+fn a_cdi_annotation_naming_a_gpu_the_host_lacks_fails_naming_the_annotation() {
+    run_case("annotation-unknown-device");
+}
+
+#[test]
+fn a_cdi_annotation_that_is_no_qualified_device_name_fails_naming_it() {
+    run_case("annotation-not-qualified");
+}
+
+#[test]
+fn with_the_envvar_refused_nvidia_visible_devices_gives_nothing() {
+    run_case("envvar-refused");
+}
+
+#[test]
+fn with_the_envvar_refused_a_legacy_cuda_image_gets_nothing() {
+    run_case("envvar-refused-legacy-cuda-image");
+}
+
+#[test]
+fn with_the_envvar_refused_the_cdi_annotation_still_selects() {
+    run_case("envvar-refused-annotation");
+}
+
+#[test]
+fn the_kubernetes_cases_expect_what_their_names_say() {
+    assert_eq!(gpu_nodes("annotation-selects"), ["/dev/nvidia1"]);
+    assert_eq!(gpu_nodes("annotation-only"), ["/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("annotation-other-vendor"), ["/dev/nvidia1"]);
+    assert_eq!(gpu_nodes("envvar-refused-annotation"), ["/dev/nvidia0"]);
+    for case in ["envvar-refused", "envvar-refused-legacy-cuda-image"] {
+        assert!(expected_devices("nvidia", case).is_empty(), "{case}");
+        assert!(binds(case).is_empty(), "{case}");
+    }
+}

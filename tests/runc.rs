@@ -932,3 +932,164 @@ fn create_container_in_a_cgroup_namespace_refuses_rather_than_touch_the_root_cgr
         "the host's root devices cgroup changed"
     );
 }
+
+/// Adds `annotations` to a bundle's config.json, as a device plugin's
+/// allocation does.
+fn annotate(bundle: &Bundle, annotations: serde_json::Value) {
+    let path = bundle.dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["annotations"] = annotations;
+    std::fs::write(&path, config.to_string()).unwrap();
+}
+
+#[test]
+fn a_gpu_named_by_a_cdi_annotation_is_the_only_one_a_runc_container_gets() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+        "stat -c '%n %t:%T' /dev/nvidia1; \
+         test -e /dev/nvidia0 && echo nvidia0-present; true",
+    );
+    annotate(
+        &bundle,
+        serde_json::json!({"cdi.k8s.io/nvidia-device-plugin_x": "nvidia.com/gpu=1"}),
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(out.contains("/dev/nvidia1 c3:1"), "{out}");
+    assert!(!out.contains("nvidia0-present"), "{out}");
+}
+
+#[test]
+fn with_the_envvar_refused_a_runc_container_asking_for_all_gets_nothing() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let plugins_d = plugins_d_with_settings(
+        "nvidia",
+        &serde_json::json!({"accept-visible-devices-envvar": false}),
+    );
+    let bundle = Bundle::with_plugins(
+        plugins_d.path(),
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+        "ls /dev; test -e /usr/bin/nvidia-smi && echo smi-present; true",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "{out}");
+    assert!(!out.contains("nvidia"), "{out}");
+    assert!(!out.contains("smi-present"), "{out}");
+}
+
+/// The daemons' sockets and the MPS pipe directory are bound read-only, and
+/// still work: a client connects to the socket, and writes into the pipe,
+/// through the container's binds. busybox has no Unix socket client, so the
+/// test connects through the container's root (`/proc/PID/root`), which
+/// walks the container's own mounts.
+#[test]
+fn the_daemons_socket_and_the_mps_pipes_work_through_the_read_only_binds() {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::time::{Duration, Instant};
+
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia-ipc");
+    // nvidia-persistenced, listening.
+    let socket = host.path().join("run/nvidia-persistenced/socket");
+    std::fs::remove_file(&socket).unwrap();
+    let listener = UnixListener::bind(&socket).unwrap();
+    std::thread::spawn(move || {
+        for mut client in listener.incoming().flatten() {
+            let _ = client.write_all(b"persistenced says hello\n");
+        }
+    });
+    let manifest: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(plugins().join("plugins.d/nvidia.json")).unwrap(),
+    )
+    .unwrap();
+    let mut allow = manifest["allow"].as_array().unwrap().clone();
+    allow.push("/run/nvidia/mps".into());
+    let mut fields = serde_json::Map::new();
+    fields.insert("allow".into(), allow.into());
+    fields.insert(
+        "settings".into(),
+        serde_json::json!({"mps-pipe-directory": "/run/nvidia/mps"}),
+    );
+    let plugins_d = plugins_d_with(&plugins().join("plugins.d"), "nvidia", &fields);
+    let bundle = Bundle::with_plugins(
+        plugins_d.path(),
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "stat -c '%n %F' /var/run/nvidia-persistenced/socket /run/nvidia/mps/control; \
+         test -e /tmp/nvidia-mps || echo no-tmp-mps; \
+         echo x 2>&1 > /run/nvidia/mps/new || echo create-refused; \
+         echo from-the-container > /run/nvidia/mps/control",
+    );
+    let id = format!("hookhost-ipc-{}", std::process::id());
+    let container = std::process::Command::new(&runc)
+        .args(["run", "--bundle"])
+        .arg(bundle.dir.path())
+        .arg(&id)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+
+    // The container blocks writing into the pipe until a reader opens it:
+    // it is running meanwhile.
+    let pid = loop {
+        let state = std::process::Command::new(&runc)
+            .args(["state", &id])
+            .output()
+            .unwrap();
+        let state: serde_json::Value = serde_json::from_slice(&state.stdout).unwrap_or_default();
+        if state["status"] == "running" {
+            break state["pid"].as_u64().unwrap();
+        }
+        assert!(Instant::now() < deadline, "the container never ran");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut greeting = String::new();
+    let through = format!("/proc/{pid}/root/var/run/nvidia-persistenced/socket");
+    UnixStream::connect(&through)
+        .unwrap_or_else(|e| panic!("connecting to {through}: {e}"))
+        .read_to_string(&mut greeting)
+        .unwrap();
+    assert_eq!(greeting, "persistenced says hello\n");
+
+    let mut pipe = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(nix::libc::O_NONBLOCK)
+        .open(host.path().join("run/nvidia/mps/control"))
+        .unwrap();
+    let mut said = Vec::new();
+    while !said.ends_with(b"\n") {
+        let mut buf = [0; 64];
+        match pipe.read(&mut buf) {
+            Ok(n) => said.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+            Err(e) => panic!("reading the pipe: {e}"),
+        }
+        assert!(Instant::now() < deadline, "nothing came through the pipe");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(said, b"from-the-container\n");
+
+    let out = container.wait_with_output().unwrap();
+    let _ = std::process::Command::new(&runc)
+        .args(["delete", "--force", &id])
+        .output();
+    let text = format!("{}{}", stdout(&out), stderr(&out));
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("/var/run/nvidia-persistenced/socket socket"),
+        "{text}"
+    );
+    assert!(text.contains("/run/nvidia/mps/control fifo"), "{text}");
+    assert!(text.contains("no-tmp-mps"), "under a sticky /tmp: {text}");
+    assert!(text.contains("create-refused"), "read-only: {text}");
+}

@@ -364,6 +364,20 @@ impl Requests {
                     f.host_path
                 )))
             }
+            // A daemon's socket (nvidia-persistenced's): the container
+            // connects to it through the read-only bind, which stops
+            // writes to files, not connections.
+            FileKind::Socket
+                if f.transfer == plan::Transfer::Bind && f.role == plan::FileRole::Misc =>
+            {
+                false
+            }
+            FileKind::Socket => {
+                return Err(RequestError::Invalid(format!(
+                    "{}: a socket can be bind-mounted as `misc`, not copied or given another role",
+                    f.host_path
+                )))
+            }
             FileKind::Symlink => {
                 return Err(RequestError::Invalid(format!(
                     "{}: is a symlink; request the file it names, and a `symlink` for the link",
@@ -372,7 +386,7 @@ impl Requests {
             }
             _ => {
                 return Err(RequestError::Invalid(format!(
-                    "{}: is not a regular file or directory (use add-device for device nodes)",
+                    "{}: is not a regular file, directory or socket (device nodes: add-device)",
                     f.host_path
                 )))
             }
@@ -938,6 +952,36 @@ mod tests {
                 .unwrap();
             assert_eq!(r.take_plan().files[0].transfer, plan::Transfer::Copy);
         }
+    }
+
+    #[test]
+    fn a_socket_is_bound_as_misc_and_never_copied_or_given_another_role() {
+        let host = fake_host();
+        let socket = host.path().join("opt/share/socket");
+        let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        let request = |role, transfer| FileRequest {
+            host_path: "/opt/share/socket".into(),
+            container_path: None,
+            role,
+            transfer,
+        };
+        let mut r = on_host(host.path(), "p", Stage::Prestart);
+        r.add_file(request(plan::FileRole::Misc, plan::Transfer::Bind))
+            .unwrap();
+        let files = r.take_plan().files;
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].container_path, "/opt/share/socket");
+        assert!(!files[0].directory, "its mount point is a file");
+        let refused = "/opt/share/socket: a socket can be bind-mounted as `misc`, not copied \
+                       or given another role";
+        for (role, transfer) in [
+            (plan::FileRole::Misc, plan::Transfer::Copy),
+            (plan::FileRole::Library, plan::Transfer::Bind),
+            (plan::FileRole::Binary, plan::Transfer::Bind),
+        ] {
+            assert_eq!(invalid(r.add_file(request(role, transfer))), refused);
+        }
+        assert!(r.take_plan().files.is_empty());
     }
 
     #[test]

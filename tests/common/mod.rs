@@ -139,7 +139,8 @@ pub fn config_with_env(env: &[&str]) -> String {
 /// must blame, FAMILY by default; `"stage"` the stage, prestart by default;
 /// `"settings"` replaces that plugin's manifest settings; `"manifest"` sets
 /// other fields of its manifest, as an administrator's override would
-/// (`{"device-rule": "spec-listed"}`); `"plugins-dir"`, a directory under
+/// (`{"device-rule": "spec-listed"}`); `"allow-add"` appends paths to its
+/// installed allow-list; `"plugins-dir"`, a directory under
 /// `tests/fixtures/FAMILY`, replaces the installed plugins),
 /// and either the plan it must produce
 /// (`expected.json`) or a text its error must contain (`expected-error.txt`).
@@ -159,6 +160,16 @@ pub fn fixture_case(family: &str, name: &str) {
     let mut fields = spec["manifest"].as_object().cloned().unwrap_or_default();
     if let Some(settings) = spec.get("settings") {
         fields.insert("settings".into(), settings.clone());
+    }
+    // Entries an administrator adds to the installed allow-list, with the
+    // setting that names the path.
+    if let Some(added) = spec["allow-add"].as_array() {
+        let manifest = installed.join(format!("{plugin}.json"));
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(manifest).unwrap()).unwrap();
+        let mut allow = manifest["allow"].as_array().unwrap().clone();
+        allow.extend(added.iter().cloned());
+        fields.insert("allow".into(), allow.into());
     }
     let edited = (!fields.is_empty()).then(|| plugins_d_with(&installed, plugin, &fields));
     let plugins_d = match &edited {

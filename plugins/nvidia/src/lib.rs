@@ -5,6 +5,8 @@
 
 mod driver;
 mod files;
+mod ipc;
+mod kubernetes;
 mod require;
 mod select;
 
@@ -42,6 +44,15 @@ struct Settings {
     /// What a requirement that hookhost cannot check (a GPU's brand or
     /// architecture, a CUDA beyond NVIDIA's table) does to the container.
     unverifiable_requirements: Unverifiable,
+    /// The MPS control daemon's pipe directory on this host (its
+    /// `CUDA_MPS_PIPE_DIRECTORY`), bound at the same path.
+    mps_pipe_directory: String,
+    /// Whether `NVIDIA_VISIBLE_DEVICES` (and a legacy image's implicit
+    /// `all`) selects GPUs; when not, only the CDI annotations do.
+    accept_visible_devices_envvar: bool,
+    /// The annotations, by key prefix, whose `nvidia.com/gpu=…` names
+    /// select GPUs before the variable.
+    cdi_annotation_prefixes: Vec<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +64,9 @@ impl Default for Settings {
             compat32_dirs: dirs(&["/usr/lib/i386-linux-gnu", "/usr/lib32"]),
             binary_dirs: dirs(&["/usr/bin"]),
             unverifiable_requirements: Unverifiable::Refuse,
+            mps_pipe_directory: ipc::MPS_PIPE_DIRECTORY.to_string(),
+            accept_visible_devices_envvar: true,
+            cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
         }
     }
 }
@@ -67,6 +81,21 @@ impl Settings {
         ];
         for (field, dirs) in all {
             hookhost_plugin::check_dirs(field, dirs)?;
+        }
+        hookhost_plugin::check_dirs(
+            "mps-pipe-directory",
+            std::slice::from_ref(&settings.mps_pipe_directory),
+        )?;
+        if settings
+            .cdi_annotation_prefixes
+            .iter()
+            .any(String::is_empty)
+        {
+            return Err(
+                "invalid settings: cdi-annotation-prefixes: an empty prefix would \
+                        match every annotation"
+                    .into(),
+            );
         }
         Ok(settings)
     }
@@ -107,13 +136,32 @@ impl Policy for Nvidia {
             container::getenv(REQUIRE_CUDA).as_deref(),
         );
         let visible_env = container::getenv(VISIBLE_DEVICES);
-        let visible = Visible::from_env(visible_env.as_deref(), legacy)?;
+        let annotated =
+            kubernetes::devices(&container::annotations(), &settings.cdi_annotation_prefixes)?;
+        // What chose the GPUs, for errors.
+        let source;
+        let visible = if !annotated.is_empty() {
+            source = format!("the {} annotations", kubernetes::KIND);
+            from_annotations(&annotated)?
+        } else if settings.accept_visible_devices_envvar {
+            source = VISIBLE_DEVICES.to_string();
+            Visible::from_env(visible_env.as_deref(), legacy)?
+        } else {
+            if visible_env.is_some() || legacy {
+                log::info!(
+                    "{VISIBLE_DEVICES} is not read: the setting `accept-visible-devices-envvar` \
+                     is false, and no annotation names an {} device",
+                    kubernetes::KIND
+                );
+            }
+            return Ok(());
+        };
         if visible == Visible::Nothing {
             log::debug!("{VISIBLE_DEVICES} is unset, empty or void: nothing to inject");
             return Ok(());
         }
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
-        if legacy {
+        if legacy && annotated.is_empty() {
             let unset: Vec<&str> = [
                 (VISIBLE_DEVICES, &visible_env),
                 (DRIVER_CAPABILITIES, &caps_env),
@@ -158,7 +206,7 @@ impl Policy for Nvidia {
         if let Some(allocated) = &allocated {
             let describe = |gpu: &&Gpu| describe(&driver.gpus, gpu);
             gpus = allocation::narrow(
-                VISIBLE_DEVICES,
+                &source,
                 visible == Visible::All,
                 gpus,
                 |gpu| allocated.iter().any(|a| std::ptr::eq(*a, *gpu)),
@@ -181,6 +229,32 @@ impl Policy for Nvidia {
         let gpus = Visible::parse(Some(&names.join(",")))?.select(&driver.gpus)?;
         give(&settings, &caps, &driver.version, gpus)
     }
+}
+
+/// The GPUs the annotations name, each one of `devices()` (an index, a
+/// UUID, `all`), as `NVIDIA_VISIBLE_DEVICES` would name them.
+fn from_annotations(annotated: &[kubernetes::Annotated]) -> Result<Visible, String> {
+    let offered = Nvidia::devices()?;
+    if let Some(unknown) = annotated.iter().find(|a| !offered.contains(&a.name)) {
+        return Err(format!(
+            "annotation {}: no {} device `{}`: this host offers {}",
+            unknown.key,
+            kubernetes::KIND,
+            unknown.name,
+            if offered.is_empty() {
+                "none".to_string()
+            } else {
+                offered.join(", ")
+            }
+        ));
+    }
+    let names: Vec<&str> = annotated.iter().map(|a| a.name.as_str()).collect();
+    log::info!(
+        "the annotations name {} {}: {VISIBLE_DEVICES} is not read",
+        kubernetes::KIND,
+        names.join(", ")
+    );
+    Visible::parse(Some(&names.join(",")))
 }
 
 /// `NVIDIA_REQUIRE_*`, and a legacy image's `CUDA_VERSION`, against the
@@ -238,7 +312,8 @@ fn probe() -> Result<Driver, String> {
     })
 }
 
-/// The GPUs' nodes, the control nodes and the driver's files.
+/// The GPUs' nodes, the control nodes, the driver's files and its
+/// daemons' sockets.
 fn give(
     settings: &Settings,
     caps: &[Capability],
@@ -250,7 +325,11 @@ fn give(
         log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
         Device::new(gpu_node(gpu)).request()?;
     }
-    driver_files(settings, caps, version)
+    driver_files(settings, caps, version)?;
+    ipc::request(
+        &Capability::libraries_of(caps),
+        &settings.mps_pipe_directory,
+    )
 }
 
 fn gpu_node(gpu: &Gpu) -> String {
@@ -408,6 +487,32 @@ mod tests {
         );
     }
 
+    #[test]
+    fn kubernetes_and_ipc_settings() {
+        let settings = Settings::parse("{}").unwrap();
+        assert!(settings.accept_visible_devices_envvar);
+        assert_eq!(settings.cdi_annotation_prefixes, ["cdi.k8s.io/"]);
+        assert_eq!(settings.mps_pipe_directory, "/tmp/nvidia-mps");
+        let settings = Settings::parse(
+            r#"{"accept-visible-devices-envvar": false, "cdi-annotation-prefixes": [],
+                "mps-pipe-directory": "/run/nvidia/mps"}"#,
+        )
+        .unwrap();
+        assert!(!settings.accept_visible_devices_envvar);
+        assert!(settings.cdi_annotation_prefixes.is_empty());
+        assert_eq!(settings.mps_pipe_directory, "/run/nvidia/mps");
+        assert_eq!(
+            Settings::parse(r#"{"cdi-annotation-prefixes": [""]}"#).unwrap_err(),
+            "invalid settings: cdi-annotation-prefixes: an empty prefix would match every \
+             annotation"
+        );
+        assert_eq!(
+            Settings::parse(r#"{"mps-pipe-directory": "nvidia-mps"}"#).unwrap_err(),
+            "invalid settings: mps-pipe-directory: `nvidia-mps` is not an absolute path \
+             without a trailing /"
+        );
+    }
+
     /// The manifest's allow-list is exactly what the policy looks at and asks
     /// for, with the manifest's settings.
     #[test]
@@ -426,6 +531,9 @@ mod tests {
             format!("/usr{}", files::firmware("*")),
         ];
         expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
+        expected.extend(ipc::SOCKETS.map(String::from));
+        expected.extend(ipc::SOCKETS.map(ipc::resolved));
+        expected.push(settings.mps_pipe_directory.clone());
         expected.extend(files::GRAPHICS_CONFIG.map(String::from));
         for dir in &settings.library_dirs {
             expected.push(format!("{dir}/{}", files::XORG_DRIVER));

@@ -26,7 +26,10 @@ use crate::static_policy::StaticPolicy;
 
 /// Every target, by the name of its binary in host/fuzz and of its
 /// corpus directory.
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+/// A target's body: it panics on a property that does not hold.
+pub type Target = fn(&[u8]);
+
+pub const TARGETS: &[(&str, Target)] = &[
     ("oci_state", oci_state),
     ("spec", spec),
     ("manifest", manifest),
@@ -161,7 +164,10 @@ pub fn seed(data: &[u8]) {
         return;
     };
     assert!(StaticPolicy::is_one(&json));
-    assert_eq!(plugin.activation.env, [policy.activation_flag.clone()]);
+    assert_eq!(
+        plugin.activation.env,
+        std::slice::from_ref(&policy.activation_flag)
+    );
     let listed = [
         &policy.devices,
         &policy.binaries,
@@ -390,7 +396,10 @@ fn build_plans(ops: &[u8]) -> [Plan; 3] {
 }
 
 /// What a plan holds, apart from which plugin asked for each entry.
-fn content(plan: &Plan) -> (BTreeSet<String>, Option<(BTreeSet<String>, Vec<String>)>) {
+/// What a plan holds, in an order that does not depend on the plugins'.
+type Content = (BTreeSet<String>, Option<(BTreeSet<String>, Vec<String>)>);
+
+fn content(plan: &Plan) -> Content {
     let mut plan = plan.clone();
     plan.devices.iter_mut().for_each(|d| d.plugin.clear());
     plan.files.iter_mut().for_each(|f| f.plugin.clear());

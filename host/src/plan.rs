@@ -558,7 +558,7 @@ mod tests {
             plan.add_file(first.clone()).unwrap();
             let err = plan.add_file(second.clone()).unwrap_err();
             assert_eq!(err.path, "/opt/x");
-            assert_eq!(plan.files, [first.clone()]);
+            assert_eq!(plan.files, std::slice::from_ref(first));
         }
     }
 

@@ -1,10 +1,12 @@
 //! hookhost's policy for NVIDIA GPUs: the container's
 //! `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES` pick the GPUs
 //! and the parts of the driver it gets, with the meanings NVIDIA documents
-//! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer.
+//! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer;
+//! `NVIDIA_MIG_*` the MIG capabilities.
 
 mod driver;
 mod files;
+mod mig;
 mod require;
 mod select;
 
@@ -42,6 +44,9 @@ struct Settings {
     /// What a requirement that hookhost cannot check (a GPU's brand or
     /// architecture, a CUDA beyond NVIDIA's table) does to the container.
     unverifiable_requirements: Unverifiable,
+    /// The MIG inventory (see `mig::MigDevice`), read when a container
+    /// names a MIG device.
+    mig_inventory: String,
 }
 
 impl Default for Settings {
@@ -53,6 +58,7 @@ impl Default for Settings {
             compat32_dirs: dirs(&["/usr/lib/i386-linux-gnu", "/usr/lib32"]),
             binary_dirs: dirs(&["/usr/bin"]),
             unverifiable_requirements: Unverifiable::Refuse,
+            mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
         }
     }
 }
@@ -68,6 +74,8 @@ impl Settings {
         for (field, dirs) in all {
             hookhost_plugin::check_dirs(field, dirs)?;
         }
+        let inventory = std::slice::from_ref(&settings.mig_inventory);
+        hookhost_plugin::check_dirs("mig-inventory", inventory)?;
         Ok(settings)
     }
 }
@@ -112,6 +120,27 @@ impl Policy for Nvidia {
             log::debug!("{VISIBLE_DEVICES} is unset, empty or void: nothing to inject");
             return Ok(());
         }
+        // Refused before anything is looked at, as NVIDIA's toolkit does.
+        let privileged = container::privileged();
+        let mig_env = |name| container::getenv(name);
+        let mig_config = mig::gpu_wide_wanted(
+            mig::CONFIG_DEVICES,
+            mig_env(mig::CONFIG_DEVICES).as_deref(),
+            privileged,
+        )?;
+        let mig_monitor = mig::gpu_wide_wanted(
+            mig::MONITOR_DEVICES,
+            mig_env(mig::MONITOR_DEVICES).as_deref(),
+            privileged,
+        )?;
+        if (mig_config || mig_monitor) && !visible.mig_ids().is_empty() {
+            return Err(format!(
+                "{} or {} cannot go with MIG devices in {VISIBLE_DEVICES}: they grant every \
+                 MIG capability of the visible GPUs, as in NVIDIA's toolkit",
+                mig::CONFIG_DEVICES,
+                mig::MONITOR_DEVICES
+            ));
+        }
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
         if legacy {
             let unset: Vec<&str> = [
@@ -152,6 +181,13 @@ impl Policy for Nvidia {
             None => None,
         };
         let mut gpus = visible.select(&driver.gpus)?;
+        // A MIG device brings its parent GPU's node, as in NVIDIA's toolkit.
+        let migs = mig::resolve(&visible.mig_ids(), &driver.gpus, &settings.mig_inventory)?;
+        for device in &migs {
+            if !gpus.iter().any(|gpu| std::ptr::eq(*gpu, device.parent)) {
+                gpus.push(device.parent);
+            }
+        }
         if driver.gpus.is_empty() && matches!(visible, Visible::List(_)) {
             log::info!("this host has no NVIDIA GPU: {VISIBLE_DEVICES} gives the driver only");
         }
@@ -168,7 +204,22 @@ impl Policy for Nvidia {
         }
         check_requirements(&settings, legacy, &driver.version, !gpus.is_empty())?;
 
-        give(&settings, &caps, &driver.version, gpus)
+        let mut mig_caps = mig::Caps::default();
+        for device in &migs {
+            mig_caps.add_device(device.parent, device.gi, device.ci)?;
+        }
+        if visible == Visible::All {
+            for gpu in &gpus {
+                mig_caps.add_all_devices(gpu)?;
+            }
+        }
+        for (wanted, global) in [(mig_config, mig::CONFIG), (mig_monitor, mig::MONITOR)] {
+            if wanted {
+                mig_caps.add_gpu_wide(global, &gpus)?;
+            }
+        }
+        give(&settings, &caps, &driver.version, gpus)?;
+        mig_caps.request()
     }
 
     /// The names are those of NVIDIA_VISIBLE_DEVICES (an index, a UUID,
@@ -388,6 +439,14 @@ mod tests {
             ),
             "{wrong}"
         );
+        assert_eq!(settings.mig_inventory, "/run/hookhost/nvidia-mig.json");
+        let settings = Settings::parse(r#"{"mig-inventory": "/etc/mig.json"}"#).unwrap();
+        assert_eq!(settings.mig_inventory, "/etc/mig.json");
+        assert_eq!(
+            Settings::parse(r#"{"mig-inventory": "mig.json"}"#).unwrap_err(),
+            "invalid settings: mig-inventory: `mig.json` is not an absolute path without a \
+             trailing /"
+        );
         let settings = Settings::parse(r#"{"binary-dirs": ["/opt/nvidia/bin"]}"#).unwrap();
         assert_eq!(settings.binary_dirs, ["/opt/nvidia/bin"]);
         assert_eq!(settings.library_dirs, Settings::default().library_dirs);
@@ -419,6 +478,16 @@ mod tests {
         let mut expected = vec![
             driver::VERSION_FILE.to_string(),
             driver::GPU_INFORMATION.to_string(),
+            mig::PROC_DEVICES.to_string(),
+            mig::MIG_MINORS.to_string(),
+            mig::CONFIG.to_string(),
+            mig::MONITOR.to_string(),
+            // The access files of GPU and compute instances (`gpu<minor>`),
+            // and their nodes.
+            format!("{}/gpu[0-9]*/mig/gi[0-9]*/access", mig::CAPS),
+            format!("{}/gpu[0-9]*/mig/gi[0-9]*/ci[0-9]*/access", mig::CAPS),
+            "/dev/nvidia-caps/nvidia-cap[0-9]*".to_string(),
+            settings.mig_inventory.clone(),
             "/dev/nvidia[0-9]*".to_string(),
             files::firmware("*"),
             // Where merged-/usr hosts keep it (/lib is a link to usr/lib):

@@ -609,13 +609,118 @@ fn with_the_envvar_refused_the_cdi_annotation_still_selects() {
 }
 
 #[test]
+fn with_the_envvar_refused_a_privileged_container_still_selects_by_it() {
+    run_case("envvar-refused-privileged");
+}
+
+#[test]
 fn the_kubernetes_cases_expect_what_their_names_say() {
     assert_eq!(gpu_nodes("annotation-selects"), ["/dev/nvidia1"]);
     assert_eq!(gpu_nodes("annotation-only"), ["/dev/nvidia0"]);
     assert_eq!(gpu_nodes("annotation-other-vendor"), ["/dev/nvidia1"]);
     assert_eq!(gpu_nodes("envvar-refused-annotation"), ["/dev/nvidia0"]);
+    assert_eq!(
+        gpu_nodes("envvar-refused-privileged"),
+        ["/dev/nvidia0", "/dev/nvidia1"]
+    );
     for case in ["envvar-refused", "envvar-refused-legacy-cuda-image"] {
         assert!(expected_devices("nvidia", case).is_empty(), "{case}");
         assert!(binds(case).is_empty(), "{case}");
     }
+}
+
+// MIG, on the host `nvidia-mig`: GPU 1 (minor 1) has GPU instances 1 and 2
+// with one compute instance each (capabilities 147/148 and 156/157, major
+// 237 of nvidia-caps), and the inventory /run/hookhost/nvidia-mig.json says
+// which MIG device is which (its third entry names an instance since gone).
+
+#[test]
+fn a_mig_uuid_gives_its_parent_gpu_and_its_gi_and_ci_capabilities() {
+    run_case("mig-uuid");
+}
+
+#[test]
+fn a_mig_index_gives_its_parent_gpu_and_its_gi_and_ci_capabilities() {
+    run_case("mig-index");
+}
+
+#[test]
+fn a_mig_device_beside_its_parent_and_another_gives_each_node_once() {
+    run_case("mig-and-its-parent");
+}
+
+#[test]
+fn all_gives_every_gpu_and_every_mig_device_without_the_inventory() {
+    run_case("mig-all");
+}
+
+#[test]
+fn a_mig_device_without_the_inventory_fails_naming_the_setting() {
+    run_case("mig-no-inventory");
+}
+
+#[test]
+fn a_mig_device_the_inventory_lacks_fails_listing_the_inventory() {
+    run_case("mig-unknown");
+}
+
+#[test]
+fn a_mig_device_whose_instance_is_gone_fails_calling_the_inventory_stale() {
+    run_case("mig-stale-inventory");
+}
+
+#[test]
+fn mig_config_devices_are_refused_to_an_unprivileged_container() {
+    run_case("mig-config-unprivileged");
+}
+
+#[test]
+fn mig_monitor_devices_are_refused_to_an_unprivileged_container() {
+    run_case("mig-monitor-unprivileged");
+}
+
+#[test]
+fn mig_config_devices_give_a_privileged_container_the_config_and_every_gpu_capability() {
+    run_case("mig-config-privileged");
+}
+
+#[test]
+fn mig_monitor_devices_give_a_privileged_container_the_monitor_capability() {
+    run_case("mig-monitor-privileged");
+}
+
+#[test]
+fn mig_config_devices_cannot_go_with_a_mig_device() {
+    run_case("mig-config-with-a-mig-device");
+}
+
+/// The expected plans give the nodes the MIG cases claim.
+#[test]
+fn the_mig_cases_expect_what_their_names_say() {
+    let caps = |case: &str| -> Vec<String> {
+        expected_devices("nvidia", case)
+            .into_iter()
+            .filter(|p| p.starts_with("/dev/nvidia-caps/"))
+            .map(|p| {
+                p.trim_start_matches("/dev/nvidia-caps/nvidia-cap")
+                    .to_string()
+            })
+            .collect()
+    };
+    assert_eq!(gpu_nodes("mig-uuid"), ["/dev/nvidia1"]);
+    assert_eq!(caps("mig-uuid"), ["156", "157"]);
+    assert_eq!(gpu_nodes("mig-index"), ["/dev/nvidia1"]);
+    assert_eq!(caps("mig-index"), ["147", "148"]);
+    assert_eq!(gpu_nodes("mig-and-its-parent"), ["/dev/nvidia1"]);
+    assert_eq!(caps("mig-and-its-parent"), ["147", "148"]);
+    assert_eq!(gpu_nodes("mig-all"), ["/dev/nvidia0", "/dev/nvidia1"]);
+    assert_eq!(caps("mig-all"), ["147", "148", "156", "157"]);
+    assert_eq!(gpu_nodes("mig-config-privileged"), ["/dev/nvidia1"]);
+    assert_eq!(
+        caps("mig-config-privileged"),
+        ["1", "147", "148", "156", "157"]
+    );
+    // GPU 0 is not in MIG mode: the monitor capability alone.
+    assert_eq!(gpu_nodes("mig-monitor-privileged"), ["/dev/nvidia0"]);
+    assert_eq!(caps("mig-monitor-privileged"), ["2"]);
 }

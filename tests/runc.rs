@@ -307,6 +307,44 @@ fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
         .any(|a| a["action"] == "cgroup-allow" && a["path"] == "c 195:0 rwm"));
 }
 
+/// MIG device 1:1 of the fake host is gi 2 ci 0 of GPU 1: capabilities 156
+/// and 157 of nvidia-caps (major 237), through the host's MIG inventory.
+#[test]
+fn a_mig_device_gives_the_container_its_parent_gpu_and_its_capability_nodes() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia-mig");
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=1:1"],
+        "stat -c '%n %t:%T' /dev/nvidia1 /dev/nvidia-caps/nvidia-cap156 \
+         /dev/nvidia-caps/nvidia-cap157; \
+         cat /dev/nvidia-caps/nvidia-cap157 2>&1; \
+         test -e /dev/nvidia0 && echo nvidia0-present; \
+         test -e /dev/nvidia-caps/nvidia-cap147 && echo cap147-present; true",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex: 237 is ed, 156 and 157 are 9c and 9d.
+    assert!(out.contains("/dev/nvidia1 c3:1"), "{out}");
+    assert!(
+        out.contains("/dev/nvidia-caps/nvidia-cap156 ed:9c"),
+        "{out}"
+    );
+    assert!(
+        out.contains("/dev/nvidia-caps/nvidia-cap157 ed:9d"),
+        "{out}"
+    );
+    // ENXIO: the device cgroup let the open through to a driver that is not
+    // there; EPERM would mean it denied the capability.
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(!out.contains("nvidia0-present"), "{out}");
+    assert!(
+        !out.contains("cap147-present"),
+        "another MIG device's capability:\n{out}"
+    );
+}
+
 #[test]
 fn a_container_without_the_flag_gets_nothing_and_no_audit_line() {
     let Some(runc) = runc() else { return };
@@ -969,7 +1007,7 @@ fn with_the_envvar_refused_a_runc_container_asking_for_all_gets_nothing() {
     let host = fake_host("nvidia");
     let plugins_d = plugins_d_with_settings(
         "nvidia",
-        &serde_json::json!({"accept-visible-devices-envvar": false}),
+        &serde_json::json!({"accept-visible-devices-envvar-when-unprivileged": false}),
     );
     let bundle = Bundle::with_plugins(
         plugins_d.path(),

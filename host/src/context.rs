@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use nix::fcntl::AT_FDCWD;
 
-use oci_spec::runtime::{LinuxIdMapping, Spec, State};
+use oci_spec::runtime::{Capability, LinuxIdMapping, Spec, State};
 use serde::{Deserialize, Serialize};
 
 use crate::input::{self, Follow};
@@ -273,6 +273,18 @@ impl ContainerContext {
             gid_mappings: mappings(linux.and_then(|l| l.gid_mappings().as_ref())),
             spec,
         })
+    }
+
+    /// Whether the container is privileged as NVIDIA's toolkit judges it:
+    /// `CAP_SYS_ADMIN` in the process's bounding set.
+    pub fn privileged(&self) -> bool {
+        let bounding = self
+            .spec
+            .process()
+            .as_ref()
+            .and_then(|p| p.capabilities().as_ref())
+            .and_then(|c| c.bounding().as_ref());
+        bounding.is_some_and(|caps| caps.contains(&Capability::SysAdmin))
     }
 
     /// The value a process in the container would get from `getenv(name)`:

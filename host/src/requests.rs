@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use oci_spec::runtime::{Capability, LinuxDeviceType};
+use oci_spec::runtime::LinuxDeviceType;
 
 use crate::allow::{clean_absolute, AllowList};
 use crate::backend::Capabilities;
@@ -146,12 +146,6 @@ impl DeviceGate {
                 ))
             })
             .collect();
-        let bounding = ctx
-            .spec
-            .process()
-            .as_ref()
-            .and_then(|p| p.capabilities().as_ref())
-            .and_then(|c| c.bounding().as_ref());
         // A CDI spec is made for no container: root writes it and the
         // engine (a device plugin, the user of podman) hands its devices out.
         let rule = if ctx.stage == Stage::Cdi {
@@ -162,7 +156,7 @@ impl DeviceGate {
         DeviceGate {
             rule,
             listed,
-            privileged: bounding.is_some_and(|caps| caps.contains(&Capability::SysAdmin)),
+            privileged: ctx.privileged(),
         }
     }
 

@@ -139,7 +139,7 @@ impl WasiView for PluginState {
 // Each world this host speaks gets the same implementation of its imports
 // (their Rust types differ from world to world, their WIT does not).
 macro_rules! imports_of {
-    ($world:ident) => {
+    ($world:ident $(, $container_since:item)*) => {
         mod $world {
             use super::*;
             use crate::runtime::bindings::$world::hookhost::policy::types::Error as WitError;
@@ -253,6 +253,8 @@ macro_rules! imports_of {
                 fn gid_mappings(&mut self) -> wasmtime::Result<Vec<types::IdMapping>> {
                     Ok(self.ctx.gid_mappings.iter().map(wit_mapping).collect())
                 }
+
+                $($container_since)*
             }
 
             fn wit_mapping(m: &crate::context::IdMapping) -> types::IdMapping {
@@ -401,4 +403,10 @@ macro_rules! imports_of {
 }
 
 imports_of!(v0_1);
-imports_of!(v0_2);
+// 0.2.1 added `container.privileged`.
+imports_of!(
+    v0_2,
+    fn privileged(&mut self) -> wasmtime::Result<bool> {
+        Ok(self.ctx.privileged())
+    }
+);

@@ -56,7 +56,7 @@ mod bindings {
     }
     pub mod v0_2 {
         wasmtime::component::bindgen!({
-            path: "../wit/0.2.0",
+            path: "../wit/0.2.1",
             world: "plugin",
             imports: { default: trappable },
         });
@@ -71,7 +71,8 @@ pub const WIT_PACKAGE: &str = "hookhost:policy";
 pub enum World {
     /// 0.1.0 and 0.1.1.
     V0_1,
-    /// 0.2.0: adds `plan-devices`, for CDI specs.
+    /// 0.2.0 and 0.2.1: adds `plan-devices`, for CDI specs (0.2.1:
+    /// `container.privileged`).
     V0_2,
 }
 
@@ -82,7 +83,7 @@ impl World {
     pub fn version(self) -> (u64, u64, u64) {
         match self {
             World::V0_1 => (0, 1, 1),
-            World::V0_2 => (0, 2, 0),
+            World::V0_2 => (0, 2, 1),
         }
     }
 
@@ -92,7 +93,7 @@ impl World {
     }
 }
 
-/// "0.1.0 to 0.1.1, 0.2.0": what this host speaks, for messages.
+/// "0.1.0 to 0.1.1, 0.2.0 to 0.2.1": what this host speaks, for messages.
 fn spoken() -> String {
     let lines: Vec<String> = World::ALL
         .iter()

@@ -10,7 +10,7 @@ pub const GPU_INFORMATION: &str = "/proc/driver/nvidia/gpus/*/information";
 const PROC_LIMIT: u32 = 64 * 1024;
 
 /// One GPU of this host.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Gpu {
     /// The PCI bus id, e.g. `0000:3b:00.0`.
     pub bus_id: String,

@@ -1,12 +1,14 @@
 //! hookhost's policy for NVIDIA GPUs: the container's
 //! `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES` pick the GPUs
 //! and the parts of the driver it gets, with the meanings NVIDIA documents
-//! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer.
+//! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer;
+//! `NVIDIA_MIG_*` the MIG capabilities.
 
 mod driver;
 mod files;
 mod ipc;
 mod kubernetes;
+mod mig;
 mod require;
 mod select;
 
@@ -48,11 +50,15 @@ struct Settings {
     /// `CUDA_MPS_PIPE_DIRECTORY`), bound at the same path.
     mps_pipe_directory: String,
     /// Whether `NVIDIA_VISIBLE_DEVICES` (and a legacy image's implicit
-    /// `all`) selects GPUs; when not, only the CDI annotations do.
-    accept_visible_devices_envvar: bool,
+    /// `all`) selects GPUs for an unprivileged container; when not, only
+    /// the CDI annotations do. A privileged container may always use it.
+    accept_visible_devices_envvar_when_unprivileged: bool,
     /// The annotations, by key prefix, whose `nvidia.com/gpu=…` names
     /// select GPUs before the variable.
     cdi_annotation_prefixes: Vec<String>,
+    /// The MIG inventory (see `mig::MigDevice`), read when a container
+    /// names a MIG device.
+    mig_inventory: String,
 }
 
 impl Default for Settings {
@@ -65,8 +71,9 @@ impl Default for Settings {
             binary_dirs: dirs(&["/usr/bin"]),
             unverifiable_requirements: Unverifiable::Refuse,
             mps_pipe_directory: ipc::MPS_PIPE_DIRECTORY.to_string(),
-            accept_visible_devices_envvar: true,
+            accept_visible_devices_envvar_when_unprivileged: true,
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
+            mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
         }
     }
 }
@@ -97,6 +104,8 @@ impl Settings {
                     .into(),
             );
         }
+        let inventory = std::slice::from_ref(&settings.mig_inventory);
+        hookhost_plugin::check_dirs("mig-inventory", inventory)?;
         Ok(settings)
     }
 }
@@ -136,6 +145,7 @@ impl Policy for Nvidia {
             container::getenv(REQUIRE_CUDA).as_deref(),
         );
         let visible_env = container::getenv(VISIBLE_DEVICES);
+        let privileged = container::privileged();
         let annotated =
             kubernetes::devices(&container::annotations(), &settings.cdi_annotation_prefixes)?;
         // What chose the GPUs, for errors.
@@ -143,14 +153,15 @@ impl Policy for Nvidia {
         let visible = if !annotated.is_empty() {
             source = format!("the {} annotations", kubernetes::KIND);
             from_annotations(&annotated)?
-        } else if settings.accept_visible_devices_envvar {
+        } else if privileged || settings.accept_visible_devices_envvar_when_unprivileged {
             source = VISIBLE_DEVICES.to_string();
             Visible::from_env(visible_env.as_deref(), legacy)?
         } else {
             if visible_env.is_some() || legacy {
                 log::info!(
-                    "{VISIBLE_DEVICES} is not read: the setting `accept-visible-devices-envvar` \
-                     is false, and no annotation names an {} device",
+                    "{VISIBLE_DEVICES} is not read: the container is unprivileged, the setting \
+                     `accept-visible-devices-envvar-when-unprivileged` is false, and no \
+                     annotation names an {} device",
                     kubernetes::KIND
                 );
             }
@@ -159,6 +170,26 @@ impl Policy for Nvidia {
         if visible == Visible::Nothing {
             log::debug!("{VISIBLE_DEVICES} is unset, empty or void: nothing to inject");
             return Ok(());
+        }
+        // Refused before anything is looked at, as NVIDIA's toolkit does.
+        let mig_env = |name| container::getenv(name);
+        let mig_config = mig::gpu_wide_wanted(
+            mig::CONFIG_DEVICES,
+            mig_env(mig::CONFIG_DEVICES).as_deref(),
+            privileged,
+        )?;
+        let mig_monitor = mig::gpu_wide_wanted(
+            mig::MONITOR_DEVICES,
+            mig_env(mig::MONITOR_DEVICES).as_deref(),
+            privileged,
+        )?;
+        if (mig_config || mig_monitor) && !visible.mig_ids().is_empty() {
+            return Err(format!(
+                "{} or {} cannot go with MIG devices in {VISIBLE_DEVICES}: they grant every \
+                 MIG capability of the visible GPUs, as in NVIDIA's toolkit",
+                mig::CONFIG_DEVICES,
+                mig::MONITOR_DEVICES
+            ));
         }
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
         if legacy && annotated.is_empty() {
@@ -200,6 +231,13 @@ impl Policy for Nvidia {
             None => None,
         };
         let mut gpus = visible.select(&driver.gpus)?;
+        // A MIG device brings its parent GPU's node, as in NVIDIA's toolkit.
+        let migs = mig::resolve(&visible.mig_ids(), &driver.gpus, &settings.mig_inventory)?;
+        for device in &migs {
+            if !gpus.iter().any(|gpu| std::ptr::eq(*gpu, device.parent)) {
+                gpus.push(device.parent);
+            }
+        }
         if driver.gpus.is_empty() && matches!(visible, Visible::List(_)) {
             log::info!("this host has no NVIDIA GPU: {VISIBLE_DEVICES} gives the driver only");
         }
@@ -216,7 +254,22 @@ impl Policy for Nvidia {
         }
         check_requirements(&settings, legacy, &driver.version, !gpus.is_empty())?;
 
-        give(&settings, &caps, &driver.version, gpus)
+        let mut mig_caps = mig::Caps::default();
+        for device in &migs {
+            mig_caps.add_device(device.parent, device.gi, device.ci)?;
+        }
+        if visible == Visible::All {
+            for gpu in &gpus {
+                mig_caps.add_all_devices(gpu)?;
+            }
+        }
+        for (wanted, global) in [(mig_config, mig::CONFIG), (mig_monitor, mig::MONITOR)] {
+            if wanted {
+                mig_caps.add_gpu_wide(global, &gpus)?;
+            }
+        }
+        give(&settings, &caps, &driver.version, gpus)?;
+        mig_caps.request()
     }
 
     /// The names are those of NVIDIA_VISIBLE_DEVICES (an index, a UUID,
@@ -467,6 +520,14 @@ mod tests {
             ),
             "{wrong}"
         );
+        assert_eq!(settings.mig_inventory, "/run/hookhost/nvidia-mig.json");
+        let settings = Settings::parse(r#"{"mig-inventory": "/etc/mig.json"}"#).unwrap();
+        assert_eq!(settings.mig_inventory, "/etc/mig.json");
+        assert_eq!(
+            Settings::parse(r#"{"mig-inventory": "mig.json"}"#).unwrap_err(),
+            "invalid settings: mig-inventory: `mig.json` is not an absolute path without a \
+             trailing /"
+        );
         let settings = Settings::parse(r#"{"binary-dirs": ["/opt/nvidia/bin"]}"#).unwrap();
         assert_eq!(settings.binary_dirs, ["/opt/nvidia/bin"]);
         assert_eq!(settings.library_dirs, Settings::default().library_dirs);
@@ -490,15 +551,15 @@ mod tests {
     #[test]
     fn kubernetes_and_ipc_settings() {
         let settings = Settings::parse("{}").unwrap();
-        assert!(settings.accept_visible_devices_envvar);
+        assert!(settings.accept_visible_devices_envvar_when_unprivileged);
         assert_eq!(settings.cdi_annotation_prefixes, ["cdi.k8s.io/"]);
         assert_eq!(settings.mps_pipe_directory, "/tmp/nvidia-mps");
         let settings = Settings::parse(
-            r#"{"accept-visible-devices-envvar": false, "cdi-annotation-prefixes": [],
+            r#"{"accept-visible-devices-envvar-when-unprivileged": false, "cdi-annotation-prefixes": [],
                 "mps-pipe-directory": "/run/nvidia/mps"}"#,
         )
         .unwrap();
-        assert!(!settings.accept_visible_devices_envvar);
+        assert!(!settings.accept_visible_devices_envvar_when_unprivileged);
         assert!(settings.cdi_annotation_prefixes.is_empty());
         assert_eq!(settings.mps_pipe_directory, "/run/nvidia/mps");
         assert_eq!(
@@ -524,6 +585,16 @@ mod tests {
         let mut expected = vec![
             driver::VERSION_FILE.to_string(),
             driver::GPU_INFORMATION.to_string(),
+            mig::PROC_DEVICES.to_string(),
+            mig::MIG_MINORS.to_string(),
+            mig::CONFIG.to_string(),
+            mig::MONITOR.to_string(),
+            // The access files of GPU and compute instances (`gpu<minor>`),
+            // and their nodes.
+            format!("{}/gpu[0-9]*/mig/gi[0-9]*/access", mig::CAPS),
+            format!("{}/gpu[0-9]*/mig/gi[0-9]*/ci[0-9]*/access", mig::CAPS),
+            "/dev/nvidia-caps/nvidia-cap[0-9]*".to_string(),
+            settings.mig_inventory.clone(),
             "/dev/nvidia[0-9]*".to_string(),
             files::firmware("*"),
             // Where merged-/usr hosts keep it (/lib is a link to usr/lib):

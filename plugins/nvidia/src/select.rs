@@ -2,6 +2,7 @@
 //! `NVIDIA_DRIVER_CAPABILITIES`, with NVIDIA's documented meanings.
 
 use crate::driver::Gpu;
+use crate::mig::MigId;
 
 /// The value of `NVIDIA_VISIBLE_DEVICES`.
 #[derive(Debug, PartialEq, Eq)]
@@ -12,8 +13,8 @@ pub enum Visible {
     DriverOnly,
     /// `all`.
     All,
-    /// A comma list of indices, UUIDs and PCI bus ids, in the container's
-    /// order.
+    /// A comma list of indices, UUIDs, PCI bus ids and MIG devices, in the
+    /// container's order.
     List(Vec<GpuId>),
 }
 
@@ -23,6 +24,8 @@ pub enum GpuId {
     Uuid(String),
     /// `[domain:]bus:device.function`, in hex.
     BusId(PciAddress),
+    /// A MIG device: see `crate::mig`, which resolves it.
+    Mig(MigId),
 }
 
 /// A PCI address, compared by value: `0000:3B:00.0`, `3b:00.0` and NVML's
@@ -121,7 +124,22 @@ impl Visible {
         })
     }
 
-    /// The GPUs selected among `gpus` (in bus order), each once. On a host
+    /// The MIG devices of a list.
+    pub fn mig_ids(&self) -> Vec<&MigId> {
+        match self {
+            Visible::List(ids) => ids
+                .iter()
+                .filter_map(|id| match id {
+                    GpuId::Mig(mig) => Some(mig),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The whole GPUs selected among `gpus` (in bus order), each once; a
+    /// MIG device's parent is `crate::mig`'s to add. On a host
     /// without GPUs a list selects none, as NVIDIA's toolkit does (the
     /// container still gets the driver).
     pub fn select<'a>(&self, gpus: &'a [Gpu]) -> Result<Vec<&'a Gpu>, String> {
@@ -134,6 +152,7 @@ impl Visible {
         let mut selected: Vec<&Gpu> = Vec::new();
         for id in ids {
             let gpu = match id {
+                GpuId::Mig(_) => continue,
                 GpuId::Index(index) => gpus.get(*index).ok_or_else(|| {
                     let known: Vec<String> = (0..gpus.len()).map(|i| i.to_string()).collect();
                     not_found(&format!("index {index}"), &known)
@@ -171,10 +190,12 @@ impl GpuId {
             Ok(GpuId::BusId(address))
         } else if let Ok(index) = id.parse() {
             Ok(GpuId::Index(index))
+        } else if let Some(mig) = MigId::parse(id) {
+            Ok(GpuId::Mig(mig))
         } else {
             Err(format!(
-                "NVIDIA_VISIBLE_DEVICES: `{id}` is neither a GPU index, a GPU-… UUID nor a \
-                 PCI bus id (nor all, none or void)"
+                "NVIDIA_VISIBLE_DEVICES: `{id}` is neither a GPU index, a GPU-… UUID, a PCI \
+                 bus id nor a MIG device (MIG-… or <gpu>:<mig>) (nor all, none or void)"
             ))
         }
     }
@@ -420,10 +441,21 @@ mod tests {
                  (this host has 2: GPU-aaaa, GPU-bbbb)"
                 .into())
         );
-        assert!(minors("MIG-1234")
-            .unwrap_err()
-            .contains("`MIG-1234` is neither"));
+        assert!(minors("MIG-").unwrap_err().contains("`MIG-` is neither"));
         assert!(minors("GPU-").unwrap_err().contains("`GPU-` is neither"));
+        assert!(minors("0:1:2").unwrap_err().contains("`0:1:2` is neither"));
+    }
+
+    #[test]
+    fn mig_devices_are_listed_apart_and_select_no_whole_gpu() {
+        let visible = Visible::parse(Some("1, MIG-abc,0:1")).unwrap();
+        assert_eq!(
+            visible.mig_ids(),
+            [&MigId::Uuid("MIG-abc".into()), &MigId::Index(0, 1)]
+        );
+        assert_eq!(minors("MIG-abc,0:1"), Ok(vec![]));
+        assert_eq!(minors("mig-abc,1"), Ok(vec![1]));
+        assert!(Visible::All.mig_ids().is_empty());
     }
 
     #[test]

@@ -60,11 +60,11 @@ use serde::de::DeserializeOwned;
 pub mod bindings {
     wit_bindgen::generate!({
         world: "plugin",
-        path: "../../wit/0.2.0",
+        path: "../../wit/0.2.1",
         pub_export_macro: true,
         default_bindings_module: "hookhost_plugin::bindings",
         // Our own error type, for a readable Display.
-        with: { "hookhost:policy/types@0.2.0/error": crate::Error },
+        with: { "hookhost:policy/types@0.2.1/error": crate::Error },
     });
 }
 
@@ -168,7 +168,7 @@ pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{
         annotation, annotations, args, current_stage, env_match, environment, getenv, gid_mappings,
-        id, rootfs_readonly, spec_devices, uid_mappings,
+        id, privileged, rootfs_readonly, spec_devices, uid_mappings,
     };
     pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, Stage};
 }

@@ -724,3 +724,60 @@ fn the_mig_cases_expect_what_their_names_say() {
     assert_eq!(gpu_nodes("mig-monitor-privileged"), ["/dev/nvidia0"]);
     assert_eq!(caps("mig-monitor-privileged"), ["2"]);
 }
+
+// CUDA forward compatibility: the image's /usr/local/cuda/compat against
+// the fake host's driver 550.54.14.
+
+#[test]
+fn newer_compat_libraries_in_the_image_are_put_first_for_ldconfig() {
+    run_case("cuda-compat-newer");
+}
+
+#[test]
+fn compat_libraries_older_than_the_host_driver_are_left_alone() {
+    run_case("cuda-compat-older");
+}
+
+#[test]
+fn without_compute_the_compat_libraries_are_not_looked_at() {
+    run_case("cuda-compat-utility-only");
+}
+
+#[test]
+fn with_cuda_compat_off_newer_compat_libraries_are_left_alone() {
+    run_case("cuda-compat-disabled");
+}
+
+#[test]
+fn an_image_link_to_the_compat_directory_is_followed_inside_the_image() {
+    run_case("cuda-compat-image-link");
+}
+
+/// The image directories each case puts first for ldconfig.
+fn preferred_dirs(case: &str) -> Vec<String> {
+    let path = fixtures().join("nvidia").join(case).join("expected.json");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    plan["ldconfig"]["preferred-dirs"]
+        .as_array()
+        .map(|dirs| {
+            dirs.iter()
+                .map(|d| d.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_cuda_compat_cases_expect_what_their_names_say() {
+    for case in ["cuda-compat-newer", "cuda-compat-image-link"] {
+        assert_eq!(preferred_dirs(case), ["/usr/local/cuda/compat"], "{case}");
+    }
+    for case in [
+        "cuda-compat-older",
+        "cuda-compat-utility-only",
+        "cuda-compat-disabled",
+    ] {
+        assert!(preferred_dirs(case).is_empty(), "{case}");
+    }
+}

@@ -239,6 +239,47 @@ pub(crate) fn cache_listing(bundle: &Bundle) -> String {
 }
 
 #[test]
+fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    real_library(
+        &host
+            .path()
+            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "cat /etc/ld.so.conf.d/000-hookhost.conf",
+    );
+    let compat = bundle.rootfs().join("usr/local/cuda/compat");
+    std::fs::create_dir_all(&compat).unwrap();
+    real_library(&compat.join("libcuda.so.560.28.03"), "libcuda.so.1");
+    std::os::unix::fs::symlink("libcuda.so.560.28.03", compat.join("libcuda.so.1")).unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(
+        out.starts_with("/usr/local/cuda/compat\n/usr/lib/x86_64-linux-gnu\n"),
+        "the drop-in lists the compat directory first:\n{out}"
+    );
+    // The dynamic loader takes the first entry of a name in the cache.
+    let listed = cache_listing(&bundle);
+    let first = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with("libcuda.so.1 "))
+        .unwrap_or_default();
+    assert!(
+        first.ends_with("=> /usr/local/cuda/compat/libcuda.so.1"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        "the host's libcuda is still listed, after:\n{listed}"
+    );
+}
+
+#[test]
 fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");

@@ -4,6 +4,7 @@
 //! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer;
 //! `NVIDIA_MIG_*` the MIG capabilities.
 
+mod compat;
 mod driver;
 mod files;
 mod ipc;
@@ -59,6 +60,8 @@ struct Settings {
     /// The MIG inventory (see `mig::MigDevice`), read when a container
     /// names a MIG device.
     mig_inventory: String,
+    /// Whether an image's newer CUDA compat libraries win (see `compat`).
+    cuda_compat: bool,
 }
 
 impl Default for Settings {
@@ -74,6 +77,7 @@ impl Default for Settings {
             accept_visible_devices_envvar_when_unprivileged: true,
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
             mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
+            cuda_compat: true,
         }
     }
 }
@@ -269,7 +273,12 @@ impl Policy for Nvidia {
             }
         }
         give(&settings, &caps, &driver.version, gpus)?;
-        mig_caps.request()
+        mig_caps.request()?;
+        // Only a container has an image (not `plan_devices`).
+        if settings.cuda_compat && Capability::libraries_of(&caps).contains(&Capability::Compute) {
+            compat::prefer_if_newer(&driver.version)?;
+        }
+        Ok(())
     }
 
     /// The names are those of NVIDIA_VISIBLE_DEVICES (an index, a UUID,

@@ -71,20 +71,6 @@ pub fn binaries(cap: Capability) -> &'static [&'static str] {
     }
 }
 
-/// The vendor files through which the GL, EGL and Vulkan loaders find the
-/// graphics libraries.
-pub const GRAPHICS_CONFIG: [&str; 4] = [
-    "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
-    "/usr/share/vulkan/icd.d/nvidia_icd.json",
-    "/etc/vulkan/icd.d/nvidia_icd.json",
-    "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
-];
-
-/// The X server's driver and GLX module, under a library directory.
-pub const XORG_DRIVER: &str = "xorg/modules/drivers/nvidia_drv.so";
-pub const XORG_GLX_DIR: &str = "xorg/modules/extensions";
-pub const XORG_GLX: &str = "libglxserver_nvidia";
-
 /// GSP firmware, which the utilities and libraries expect to find.
 pub fn firmware(version: &str) -> String {
     format!("/lib/firmware/nvidia/{version}/gsp*.bin")
@@ -107,6 +93,43 @@ pub fn versioned(
     Ok(false)
 }
 
+/// Requests the newest regular file `NAME.so.*` of the first of `dirs`
+/// that has one, with its links: for libraries versioned on their own, not
+/// with the driver. Returns whether it was found.
+pub fn newest(dirs: &[String], name: &str, role: FileRole) -> Result<bool, String> {
+    for dir in dirs {
+        let mut newest: Option<(Vec<u64>, String)> = None;
+        for path in host::glob(&format!("{dir}/{name}.so.*"))? {
+            if host::stat(&path)?.kind != FileKind::Regular {
+                continue;
+            }
+            let version = so_version(name, &path);
+            if newest.as_ref().is_none_or(|(v, _)| version >= *v) {
+                newest = Some((version, path));
+            }
+        }
+        if let Some((_, file)) = newest {
+            let found = host::glob(&format!("{dir}/{name}.so*"))?;
+            with_links(dir, &file, &found, role)?;
+            return Ok(true);
+        }
+    }
+    log::debug!("{name}.so.* is not in {}", dirs.join(", "));
+    Ok(false)
+}
+
+/// The numbers after `NAME.so.` in `path` (`[1, 1, 13]`); a part that is
+/// not a number counts as 0.
+fn so_version(name: &str, path: &str) -> Vec<u64> {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    file.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(".so."))
+        .unwrap_or_default()
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
 /// Requests `DIR/NAME.so.<version>` and every symlink `DIR/NAME.so*` that
 /// leads to it (`libcuda.so.1`, `libcuda.so` → `libcuda.so.1`...), so the
 /// container resolves the same names as the host.
@@ -116,19 +139,25 @@ fn versioned_in(dir: &str, name: &str, version: &str, role: FileRole) -> Result<
     if !found.contains(&file) {
         return Ok(false);
     }
-    File::new(file.as_str(), role).request()?;
+    with_links(dir, &file, &found, role)?;
+    Ok(true)
+}
+
+/// Requests `file` and every symlink of `found` (in `dir`) that leads to it.
+fn with_links(dir: &str, file: &str, found: &[String], role: FileRole) -> Result<(), String> {
+    File::new(file, role).request()?;
     let mut links = BTreeMap::new();
-    for path in found.iter().filter(|p| **p != file) {
+    for path in found.iter().filter(|p| *p != file) {
         if host::stat(path)?.kind == FileKind::Symlink {
             links.insert(path.as_str(), host::read_link(path)?);
         }
     }
     for (link, target) in &links {
-        if hookhost_plugin::links::leads_to(link, &links, dir, &file) {
+        if hookhost_plugin::links::leads_to(link, &links, dir, file) {
             inject::symlink(target, link)?;
         }
     }
-    Ok(true)
+    Ok(())
 }
 
 /// Requests the first `dir/name` of `dirs` that exists, with `role`.
@@ -153,6 +182,16 @@ pub fn exists(path: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn so_versions_compare_as_numbers() {
+        let v = |path| so_version("libnvidia-egl-wayland", path);
+        assert_eq!(v("/lib/libnvidia-egl-wayland.so.1.1.13"), [1, 1, 13]);
+        assert!(
+            v("/lib/libnvidia-egl-wayland.so.1.1.13") > v("/lib/libnvidia-egl-wayland.so.1.1.9")
+        );
+        assert_eq!(v("/lib/libnvidia-egl-wayland.so.1.x"), [1, 0]);
+    }
 
     #[test]
     fn link_chains() {

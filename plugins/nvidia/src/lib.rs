@@ -7,6 +7,7 @@
 mod compat;
 mod driver;
 mod files;
+mod graphics;
 mod ipc;
 mod kubernetes;
 mod mig;
@@ -382,16 +383,18 @@ fn give(
     version: &str,
     gpus: Vec<&Gpu>,
 ) -> Result<(), String> {
-    control_devices(&Capability::libraries_of(caps))?;
+    let libraries_of = Capability::libraries_of(caps);
+    control_devices(&libraries_of)?;
     for gpu in gpus {
         log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
         Device::new(gpu_node(gpu)).request()?;
+        // `display` brings graphics' libraries, and so its DRM nodes.
+        if libraries_of.contains(&Capability::Graphics) {
+            graphics::dri_nodes(gpu)?;
+        }
     }
     driver_files(settings, caps, version)?;
-    ipc::request(
-        &Capability::libraries_of(caps),
-        &settings.mps_pipe_directory,
-    )
+    ipc::request(&libraries_of, &settings.mps_pipe_directory)
 }
 
 fn gpu_node(gpu: &Gpu) -> String {
@@ -477,20 +480,14 @@ fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Resu
         }
     }
     if libraries_of.contains(&Capability::Graphics) {
-        for path in files::GRAPHICS_CONFIG {
-            if files::exists(path)? {
-                inject::misc(path)?;
-            }
+        for dirs in &search_paths {
+            any_library |= graphics::libraries(dirs, version)?;
         }
+        graphics::configs(&graphics::GRAPHICS_CONFIGS)?;
     }
     if caps.contains(&Capability::Display) {
-        files::first_of(&settings.library_dirs, files::XORG_DRIVER, FileRole::Misc)?;
-        let glx_dirs: Vec<String> = settings
-            .library_dirs
-            .iter()
-            .map(|dir| format!("{dir}/{}", files::XORG_GLX_DIR))
-            .collect();
-        files::versioned(&glx_dirs, files::XORG_GLX, version, FileRole::Misc)?;
+        graphics::xorg_modules(&settings.library_dirs, version)?;
+        graphics::configs(&graphics::DISPLAY_CONFIGS)?;
     }
     for path in host::glob(&files::firmware(version))? {
         inject::misc(&path)?;
@@ -614,15 +611,7 @@ mod tests {
         expected.extend(ipc::SOCKETS.map(String::from));
         expected.extend(ipc::SOCKETS.map(ipc::resolved));
         expected.push(settings.mps_pipe_directory.clone());
-        expected.extend(files::GRAPHICS_CONFIG.map(String::from));
-        for dir in &settings.library_dirs {
-            expected.push(format!("{dir}/{}", files::XORG_DRIVER));
-            expected.push(format!(
-                "{dir}/{}/{}.so*",
-                files::XORG_GLX_DIR,
-                files::XORG_GLX
-            ));
-        }
+        expected.extend(graphics_allow_list(&settings));
         let library_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
         for cap in Capability::ALL {
             for name in files::libraries(cap) {
@@ -639,5 +628,35 @@ mod tests {
         }
 
         hookhost_plugin::testing::assert_allow_list(&manifest, &expected);
+    }
+
+    /// What `graphics` and `display` look at and ask for.
+    fn graphics_allow_list(settings: &Settings) -> Vec<String> {
+        use graphics::*;
+        let mut expected = Vec::new();
+        for node in DRM_NODES {
+            expected.push(format!("{PCI_DEVICES}/*/drm/{node}"));
+            expected.push(format!("{PCI_DEVICE_TREE}/drm/{node}"));
+            expected.push(format!("{DRI}/{node}"));
+        }
+        for kind in BY_PATH_KINDS {
+            expected.push(format!("{BY_PATH}/pci-*-{kind}"));
+        }
+        let all_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
+        for dir in all_dirs.clone() {
+            for name in EGL_PLATFORM_LIBRARIES {
+                expected.push(format!("{dir}/{name}.so*"));
+            }
+            expected.push(format!("{dir}/{GBM_BACKEND}"));
+            expected.push(format!("{dir}/{ALLOCATOR}.so*"));
+        }
+        for config in GRAPHICS_CONFIGS.iter().chain(&DISPLAY_CONFIGS) {
+            expected.extend(CONFIG_DIRS.map(|dir| format!("{dir}/{}", config.name)));
+        }
+        for dir in &settings.library_dirs {
+            expected.push(format!("{dir}/{XORG_DRIVER}"));
+            expected.push(format!("{dir}/{XORG_GLX_DIR}/{XORG_GLX}.so*"));
+        }
+        expected
     }
 }

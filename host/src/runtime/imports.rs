@@ -403,10 +403,21 @@ macro_rules! imports_of {
 }
 
 imports_of!(v0_1);
-// 0.2.1 added `container.privileged`.
+// 0.2.1 added `container.privileged` and `container.mounts`.
 imports_of!(
     v0_2,
     fn privileged(&mut self) -> wasmtime::Result<bool> {
         Ok(self.ctx.privileged())
+    },
+    fn mounts(&mut self) -> wasmtime::Result<Vec<types::SpecMount>> {
+        Ok(self
+            .ctx
+            .mounts()
+            .into_iter()
+            .map(|m| types::SpecMount {
+                destination: m.destination,
+                source: m.source,
+            })
+            .collect())
     }
 );

@@ -613,12 +613,51 @@ fn with_the_envvar_refused_a_privileged_container_still_selects_by_it() {
     run_case("envvar-refused-privileged");
 }
 
+// The device plugin's volume-mounts strategy: /dev/null mounted on
+// /var/run/nvidia-container-devices/<id>, read with the setting
+// accept-visible-devices-as-volume-mounts.
+
+#[test]
+fn a_device_mount_alone_activates_the_policy_and_selects_a_gpu_by_index() {
+    run_case("volume-mount-index");
+}
+
+#[test]
+fn a_device_mount_selects_a_gpu_by_uuid() {
+    run_case("volume-mount-uuid");
+}
+
+#[test]
+fn a_device_mount_is_chosen_over_nvidia_visible_devices() {
+    run_case("volume-mount-over-env");
+}
+
+#[test]
+fn with_the_setting_off_device_mounts_are_ignored_and_the_variable_chooses() {
+    run_case("volume-mount-setting-off");
+}
+
+#[test]
+fn with_the_envvar_refused_a_device_mount_still_selects() {
+    run_case("volume-mount-envvar-refused");
+}
+
+#[test]
+fn a_device_mount_naming_a_gpu_the_host_lacks_fails_naming_the_mount() {
+    run_case("volume-mount-unknown-device");
+}
+
 #[test]
 fn the_kubernetes_cases_expect_what_their_names_say() {
     assert_eq!(gpu_nodes("annotation-selects"), ["/dev/nvidia1"]);
     assert_eq!(gpu_nodes("annotation-only"), ["/dev/nvidia0"]);
     assert_eq!(gpu_nodes("annotation-other-vendor"), ["/dev/nvidia1"]);
     assert_eq!(gpu_nodes("envvar-refused-annotation"), ["/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("volume-mount-index"), ["/dev/nvidia1"]);
+    assert_eq!(gpu_nodes("volume-mount-uuid"), ["/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("volume-mount-over-env"), ["/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("volume-mount-setting-off"), ["/dev/nvidia0"]);
+    assert_eq!(gpu_nodes("volume-mount-envvar-refused"), ["/dev/nvidia1"]);
     assert_eq!(
         gpu_nodes("envvar-refused-privileged"),
         ["/dev/nvidia0", "/dev/nvidia1"]

@@ -1081,6 +1081,39 @@ fn a_gpu_named_by_a_cdi_annotation_is_the_only_one_a_runc_container_gets() {
 }
 
 #[test]
+fn a_gpu_named_by_a_device_mount_is_the_only_one_a_runc_container_gets() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    let plugins_d = plugins_d_with_settings(
+        "nvidia",
+        &serde_json::json!({"accept-visible-devices-as-volume-mounts": true}),
+    );
+    let bundle = Bundle::with_plugins(
+        plugins_d.path(),
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=all"],
+        "stat -c '%n %t:%T' /dev/nvidia1; \
+         test -e /dev/nvidia0 && echo nvidia0-present; true",
+    );
+    // As NVIDIA's device plugin with `deviceListStrategy: volume-mounts`.
+    let path = bundle.dir.path().join("config.json");
+    let mut config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(serde_json::json!({
+            "destination": "/var/run/nvidia-container-devices/1",
+            "type": "bind", "source": "/dev/null", "options": ["bind", "ro"],
+        }));
+    std::fs::write(&path, config.to_string()).unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(out.contains("/dev/nvidia1 c3:1"), "{out}");
+    assert!(!out.contains("nvidia0-present"), "{out}");
+}
+
+#[test]
 fn with_the_envvar_refused_a_runc_container_asking_for_all_gets_nothing() {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");

@@ -116,6 +116,10 @@ struct ActivationSpec {
     /// Regexes matched against the whole of `process.args[0]`.
     #[serde(default)]
     commands: Vec<String>,
+    /// Regexes matched against the whole destination of each of the spec's
+    /// mounts (device lists a device plugin writes as mounts).
+    #[serde(default)]
+    mounts: Vec<String>,
     #[serde(default)]
     always: bool,
 }
@@ -168,6 +172,7 @@ pub struct Activation {
     pub env_names: Vec<Regex>,
     pub annotations: Vec<(Regex, Regex)>,
     pub commands: Vec<Regex>,
+    pub mounts: Vec<Regex>,
 }
 
 impl Activation {
@@ -189,6 +194,11 @@ impl Activation {
                 .args
                 .first()
                 .is_some_and(|cmd| self.commands.iter().any(|re| re.is_match(cmd)))
+            || (!self.mounts.is_empty()
+                && ctx
+                    .mounts()
+                    .iter()
+                    .any(|mount| self.mounts.iter().any(|re| re.is_match(&mount.destination))))
     }
 }
 
@@ -398,7 +408,9 @@ pub(crate) fn parse_manifest(
     let spec = manifest.activation.ok_or_else(|| {
         invalid(
             "activation",
-            "is required (one of `always`, `env`, `env-names`, `annotations`, `commands`)".into(),
+            "is required (one of `always`, `env`, `env-names`, `annotations`, `commands`, \
+             `mounts`)"
+                .into(),
         )
     })?;
     if !spec.always
@@ -406,10 +418,13 @@ pub(crate) fn parse_manifest(
         && spec.env_names.is_empty()
         && spec.annotations.is_empty()
         && spec.commands.is_empty()
+        && spec.mounts.is_empty()
     {
         return Err(invalid(
             "activation",
-            "names no condition, so the plugin could never run; set `always`, `env`, `env-names`, `annotations` or `commands`".into(),
+            "names no condition, so the plugin could never run; set `always`, `env`, \
+             `env-names`, `annotations`, `commands` or `mounts`"
+                .into(),
         ));
     }
     let whole = |field, pattern: &str| {
@@ -444,6 +459,11 @@ pub(crate) fn parse_manifest(
             .commands
             .iter()
             .map(|c| whole("activation.commands", c))
+            .collect::<Result<_, _>>()?,
+        mounts: spec
+            .mounts
+            .iter()
+            .map(|m| whole("activation.mounts", m))
             .collect::<Result<_, _>>()?,
     };
     let allow = AllowList::new(&manifest.allow).map_err(|e| invalid("allow", e))?;
@@ -692,5 +712,37 @@ mod tests {
         ctx.annotations
             .insert("vendor.com/gpu".into(), "yesno".into());
         assert!(!act.matches(&ctx));
+    }
+
+    #[test]
+    fn mount_activation_matches_a_whole_mount_destination() {
+        let tmp = tempfile::tempdir().unwrap();
+        write(
+            tmp.path(),
+            "x.json",
+            r#"{"activation": {"mounts": ["/var/run/vendor-devices/.+"]}}"#,
+        );
+        write(tmp.path(), "x.wasm", "");
+        let inv = Inventory::load(&[tmp.path().to_path_buf()]).unwrap();
+        let act = &inv.plugins[0].activation;
+        let with_mount = |destination: &str| {
+            let mut ctx = ContainerContext::empty();
+            ctx.spec
+                .set_mounts(Some(vec![oci_spec::runtime::MountBuilder::default()
+                    .destination(destination)
+                    .source("/dev/null")
+                    .build()
+                    .unwrap()]));
+            ctx
+        };
+        assert!(act.matches(&with_mount("/var/run/vendor-devices/0")));
+        assert!(!act.matches(&with_mount("/var/run/vendor-devices/")));
+        assert!(!act.matches(&with_mount("/x/var/run/vendor-devices/0")));
+        assert!(!act.matches(&ContainerContext::empty()));
+        let e = load_error(r#"{"activation": {"mounts": ["(unclosed"]}}"#);
+        assert!(
+            e.contains("activation.mounts") && e.contains("(unclosed"),
+            "{e}"
+        );
     }
 }

@@ -64,6 +64,13 @@ impl From<&LinuxIdMapping> for IdMapping {
     }
 }
 
+/// A mount of the spec, as far as a plugin sees it (WIT `spec-mount`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpecMount {
+    pub destination: String,
+    pub source: Option<String>,
+}
+
 // The causes are part of the messages and deliberately not `source`s: the
 // top level prints the whole chain, which would then say them twice.
 #[derive(Debug, thiserror::Error)]
@@ -182,6 +189,10 @@ impl ContainerContext {
     /// A context with nothing in it, for calls that need no container
     /// (`plugins check` validating settings, enumerating devices).
     pub fn empty() -> Self {
+        // oci-spec's default spec has runc's default mounts: a context with
+        // nothing in it has none.
+        let mut spec = Spec::default();
+        spec.set_mounts(None);
         ContainerContext {
             id: String::new(),
             stage: Stage::Prestart,
@@ -194,7 +205,7 @@ impl ContainerContext {
             annotations: BTreeMap::new(),
             uid_mappings: Vec::new(),
             gid_mappings: Vec::new(),
-            spec: Spec::default(),
+            spec,
         }
     }
 
@@ -287,6 +298,18 @@ impl ContainerContext {
         bounding.is_some_and(|caps| caps.contains(&Capability::SysAdmin))
     }
 
+    /// The spec's `mounts`, in spec order.
+    pub fn mounts(&self) -> Vec<SpecMount> {
+        let mounts = self.spec.mounts().as_deref().unwrap_or_default();
+        mounts
+            .iter()
+            .map(|m| SpecMount {
+                destination: m.destination().display().to_string(),
+                source: m.source().as_ref().map(|s| s.display().to_string()),
+            })
+            .collect()
+    }
+
     /// The value a process in the container would get from `getenv(name)`:
     /// the first entry wins, as with glibc.
     pub fn getenv(&self, name: &str) -> Option<&str> {
@@ -371,6 +394,41 @@ mod tests {
             chain,
             "cannot read /nonexistent/state.json: No such file or directory (os error 2)"
         );
+    }
+
+    #[test]
+    fn mounts_are_the_specs_in_order_and_none_without_a_container() {
+        let config = r#"{"root": {"path": "rootfs"}, "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/var/run/nvidia-container-devices/GPU-1", "source": "/dev/null",
+             "options": ["bind", "ro"]},
+            {"destination": "/dev/shm", "type": "tmpfs"}
+        ]}"#;
+        let ctx = ContainerContext::from_config(
+            Path::new("/bundle"),
+            config.as_bytes(),
+            OciState::for_bundle(Path::new("/bundle")),
+            Stage::Prestart,
+        )
+        .unwrap();
+        let mount = |destination: &str, source: Option<&str>| SpecMount {
+            destination: destination.into(),
+            source: source.map(Into::into),
+        };
+        assert_eq!(
+            ctx.mounts(),
+            [
+                mount("/proc", Some("proc")),
+                mount("/var/run/nvidia-container-devices/GPU-1", Some("/dev/null")),
+                mount("/dev/shm", None),
+            ]
+        );
+        // plan-devices' context (the stage `cdi`, nothing else).
+        let cdi = ContainerContext {
+            stage: Stage::Cdi,
+            ..ContainerContext::empty()
+        };
+        assert_eq!(cdi.mounts(), []);
     }
 
     #[test]

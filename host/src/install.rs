@@ -38,10 +38,10 @@ fn io(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> InstallEr
 /// The hooks.d `when` for hookhost's hook, from the plugins' activation
 /// rules, and notes on what it cannot express. A plugin runs when any of
 /// its conditions holds, but hooks.d injects a hook only when all the
-/// conditions of its `when` hold, and it cannot look at the environment:
-/// so only commands (any of a list) or one annotation can be said exactly;
-/// anything else is `always`, and hookhost's own activation check decides
-/// inside the hook.
+/// conditions of its `when` hold, and it cannot look at the environment
+/// or at mounts' destinations: so only commands (any of a list) or one
+/// annotation can be said exactly; anything else is `always`, and
+/// hookhost's own activation check decides inside the hook.
 pub fn hooks_d_when(plugins: &[PluginConfig]) -> (Value, Vec<String>) {
     let mut notes = Vec::new();
     let mut commands: Vec<String> = Vec::new();
@@ -57,6 +57,12 @@ pub fn hooks_d_when(plugins: &[PluginConfig]) -> (Value, Vec<String>) {
         if !a.env.is_empty() || !a.env_names.is_empty() {
             notes.push(format!(
                 "plugin `{}` activates on environment variables, which hooks.d cannot match",
+                plugin.name
+            ));
+        }
+        if !a.mounts.is_empty() {
+            notes.push(format!(
+                "plugin `{}` activates on mount destinations, which hooks.d cannot match",
                 plugin.name
             ));
         }
@@ -249,6 +255,15 @@ mod tests {
         assert_eq!(
             notes,
             ["plugin `gpu` activates on environment variables, which hooks.d cannot match"]
+        );
+        let (when, notes) = hooks_d_when(&plugins(&[(
+            "gpu",
+            r#"{"activation": {"mounts": ["/var/run/nvidia-container-devices/.+"]}}"#,
+        )]));
+        assert_eq!(when, json!({"always": true}));
+        assert_eq!(
+            notes,
+            ["plugin `gpu` activates on mount destinations, which hooks.d cannot match"]
         );
         let (when, notes) = hooks_d_when(&plugins(&[
             ("a", r#"{"activation": {"commands": ["x"]}}"#),

@@ -405,13 +405,25 @@ macro_rules! imports_of {
 }
 
 imports_of!(v0_1);
-// 0.2.1 added `container.privileged`, `container.image-entries` and
-// `inject.prefer-image-libraries`.
+// 0.2.1 added `container.privileged`, `container.mounts`,
+// `container.image-entries` and `inject.prefer-image-libraries`.
 imports_of!(
     v0_2,
     container: [
         fn privileged(&mut self) -> wasmtime::Result<bool> {
             Ok(self.ctx.privileged())
+        }
+
+        fn mounts(&mut self) -> wasmtime::Result<Vec<types::SpecMount>> {
+            Ok(self
+                .ctx
+                .mounts()
+                .into_iter()
+                .map(|m| types::SpecMount {
+                    destination: m.destination,
+                    source: m.source,
+                })
+                .collect())
         }
 
         fn image_entries(&mut self, dir: String) -> Answer<Vec<String>> {

@@ -72,7 +72,7 @@ pub enum World {
     /// 0.1.0 and 0.1.1.
     V0_1,
     /// 0.2.0 and 0.2.1: adds `plan-devices`, for CDI specs (0.2.1:
-    /// `container.privileged`).
+    /// `container.privileged` and `container.mounts`).
     V0_2,
 }
 

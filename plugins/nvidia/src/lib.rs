@@ -53,8 +53,13 @@ struct Settings {
     mps_pipe_directory: String,
     /// Whether `NVIDIA_VISIBLE_DEVICES` (and a legacy image's implicit
     /// `all`) selects GPUs for an unprivileged container; when not, only
-    /// the CDI annotations do. A privileged container may always use it.
+    /// the CDI annotations and the device mounts do. A privileged container
+    /// may always use it.
     accept_visible_devices_envvar_when_unprivileged: bool,
+    /// Whether `/dev/null` mounted under `kubernetes::VOLUME_MOUNTS_ROOT`
+    /// names the container's GPUs, before the variable (off by default, as
+    /// in NVIDIA's toolkit: any pod author can write such a mount).
+    accept_visible_devices_as_volume_mounts: bool,
     /// The annotations, by key prefix, whose `nvidia.com/gpu=…` names
     /// select GPUs before the variable.
     cdi_annotation_prefixes: Vec<String>,
@@ -76,6 +81,7 @@ impl Default for Settings {
             unverifiable_requirements: Unverifiable::Refuse,
             mps_pipe_directory: ipc::MPS_PIPE_DIRECTORY.to_string(),
             accept_visible_devices_envvar_when_unprivileged: true,
+            accept_visible_devices_as_volume_mounts: false,
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
             mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
             cuda_compat: true,
@@ -153,11 +159,31 @@ impl Policy for Nvidia {
         let privileged = container::privileged();
         let annotated =
             kubernetes::devices(&container::annotations(), &settings.cdi_annotation_prefixes)?;
-        // What chose the GPUs, for errors.
+        // NVIDIA's order: the annotations, then the mounts (when accepted),
+        // then the variable; the mounts are read only when they may choose.
+        let mut mounted = Vec::new();
+        if annotated.is_empty() {
+            let requests = kubernetes::mount_requests(&container::mounts());
+            if settings.accept_visible_devices_as_volume_mounts {
+                mounted = kubernetes::gpus_of(requests)?;
+            } else if let Some(first) = requests.first() {
+                log::info!(
+                    "mount {} (and any other under {}) is not read: the setting \
+                     `accept-visible-devices-as-volume-mounts` is false",
+                    first.destination,
+                    kubernetes::VOLUME_MOUNTS_ROOT
+                );
+            }
+        }
+        // What chose the GPUs, for errors; whether the variable did.
         let source;
+        let by_env = annotated.is_empty() && mounted.is_empty();
         let visible = if !annotated.is_empty() {
             source = format!("the {} annotations", kubernetes::KIND);
             from_annotations(&annotated)?
+        } else if !mounted.is_empty() {
+            source = format!("the mounts under {}", kubernetes::VOLUME_MOUNTS_ROOT);
+            from_mounts(&mounted)?
         } else if privileged || settings.accept_visible_devices_envvar_when_unprivileged {
             source = VISIBLE_DEVICES.to_string();
             Visible::from_env(visible_env.as_deref(), legacy)?
@@ -166,7 +192,7 @@ impl Policy for Nvidia {
                 log::info!(
                     "{VISIBLE_DEVICES} is not read: the container is unprivileged, the setting \
                      `accept-visible-devices-envvar-when-unprivileged` is false, and no \
-                     annotation names an {} device",
+                     annotation or mount names an {} device",
                     kubernetes::KIND
                 );
             }
@@ -197,7 +223,7 @@ impl Policy for Nvidia {
             ));
         }
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
-        if legacy && annotated.is_empty() {
+        if legacy && by_env {
             let unset: Vec<&str> = [
                 (VISIBLE_DEVICES, &visible_env),
                 (DRIVER_CAPABILITIES, &caps_env),
@@ -235,6 +261,9 @@ impl Policy for Nvidia {
             }
             None => None,
         };
+        for mount in &mounted {
+            check_mounted(mount, &driver.gpus, &settings.mig_inventory)?;
+        }
         let mut gpus = visible.select(&driver.gpus)?;
         // A MIG device brings its parent GPU's node, as in NVIDIA's toolkit.
         let migs = mig::resolve(&visible.mig_ids(), &driver.gpus, &settings.mig_inventory)?;
@@ -318,6 +347,40 @@ fn from_annotations(annotated: &[kubernetes::Annotated]) -> Result<Visible, Stri
         names.join(", ")
     );
     Visible::parse(Some(&names.join(",")))
+}
+
+/// The GPUs the mounts name, as `NVIDIA_VISIBLE_DEVICES` would name them:
+/// each id in its grammar, an error naming the mount otherwise.
+fn from_mounts(mounted: &[kubernetes::Mounted]) -> Result<Visible, String> {
+    for mount in mounted {
+        Visible::parse(Some(&mount.id)).map_err(|e| mount_error(mount, &e))?;
+    }
+    let ids: Vec<&str> = mounted.iter().map(|m| m.id.as_str()).collect();
+    log::info!(
+        "the mounts under {} name {}: {VISIBLE_DEVICES} is not read",
+        kubernetes::VOLUME_MOUNTS_ROOT,
+        ids.join(", ")
+    );
+    Visible::parse(Some(&ids.join(",")))
+}
+
+/// Whether the device `mount` names is one of `gpus` (or a MIG device of
+/// the inventory at `inventory`): the error names the mount.
+fn check_mounted(mount: &kubernetes::Mounted, gpus: &[Gpu], inventory: &str) -> Result<(), String> {
+    let visible = Visible::parse(Some(&mount.id)).map_err(|e| mount_error(mount, &e))?;
+    visible.select(gpus).map_err(|e| mount_error(mount, &e))?;
+    mig::resolve(&visible.mig_ids(), gpus, inventory).map_err(|e| mount_error(mount, &e))?;
+    Ok(())
+}
+
+/// An error of the variable's grammar, said of the mount that named the
+/// device instead (the parser's messages name the variable).
+fn mount_error(mount: &kubernetes::Mounted, error: &str) -> String {
+    let why = error
+        .strip_prefix(VISIBLE_DEVICES)
+        .and_then(|rest| rest.strip_prefix(": "))
+        .unwrap_or(error);
+    format!("mount {}: {why}", mount.destination)
 }
 
 /// `NVIDIA_REQUIRE_*`, and a legacy image's `CUDA_VERSION`, against the
@@ -558,6 +621,7 @@ mod tests {
     fn kubernetes_and_ipc_settings() {
         let settings = Settings::parse("{}").unwrap();
         assert!(settings.accept_visible_devices_envvar_when_unprivileged);
+        assert!(!settings.accept_visible_devices_as_volume_mounts);
         assert_eq!(settings.cdi_annotation_prefixes, ["cdi.k8s.io/"]);
         assert_eq!(settings.mps_pipe_directory, "/tmp/nvidia-mps");
         let settings = Settings::parse(
@@ -568,6 +632,9 @@ mod tests {
         assert!(!settings.accept_visible_devices_envvar_when_unprivileged);
         assert!(settings.cdi_annotation_prefixes.is_empty());
         assert_eq!(settings.mps_pipe_directory, "/run/nvidia/mps");
+        let settings =
+            Settings::parse(r#"{"accept-visible-devices-as-volume-mounts": true}"#).unwrap();
+        assert!(settings.accept_visible_devices_as_volume_mounts);
         assert_eq!(
             Settings::parse(r#"{"cdi-annotation-prefixes": [""]}"#).unwrap_err(),
             "invalid settings: cdi-annotation-prefixes: an empty prefix would match every \

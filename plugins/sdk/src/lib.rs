@@ -168,9 +168,9 @@ pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{
         annotation, annotations, args, current_stage, env_match, environment, getenv, gid_mappings,
-        id, image_entries, privileged, rootfs_readonly, spec_devices, uid_mappings,
+        id, image_entries, mounts, privileged, rootfs_readonly, spec_devices, uid_mappings,
     };
-    pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, Stage};
+    pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, SpecMount, Stage};
 }
 
 /// The host, seen through the plugin's allow-list and under the host root.

@@ -10,16 +10,18 @@ mod ipc;
 mod kubernetes;
 mod mig;
 mod require;
+mod root;
 mod select;
 
 use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
 use hookhost_plugin::host::{self, FileKind};
-use hookhost_plugin::inject::{self, Device, FileRole};
+use hookhost_plugin::inject::{self, Device, File, FileRole};
 use hookhost_plugin::{container, log, PluginInfo, Policy};
 use serde::Deserialize;
 
 use driver::{Driver, Gpu};
 use require::Unverifiable;
+use root::Root;
 use select::{Capability, Visible};
 
 const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
@@ -59,6 +61,9 @@ struct Settings {
     /// The MIG inventory (see `mig::MigDevice`), read when a container
     /// names a MIG device.
     mig_inventory: String,
+    /// Where the driver's files are (see `root`): the directories above are
+    /// looked for under it.
+    driver_root: String,
 }
 
 impl Default for Settings {
@@ -74,6 +79,7 @@ impl Default for Settings {
             accept_visible_devices_envvar_when_unprivileged: true,
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
             mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
+            driver_root: root::HOST.to_string(),
         }
     }
 }
@@ -106,6 +112,7 @@ impl Settings {
         }
         let inventory = std::slice::from_ref(&settings.mig_inventory);
         hookhost_plugin::check_dirs("mig-inventory", inventory)?;
+        Root::parse(&settings.driver_root)?;
         Ok(settings)
     }
 }
@@ -445,6 +452,8 @@ fn control_devices(libraries_of: &[Capability]) -> Result<(), String> {
 
 /// Libraries, executables, firmware and configuration of the driver.
 fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Result<(), String> {
+    let root = Root::parse(&settings.driver_root)?;
+    root.check_driver(&settings.library_dirs, version)?;
     // The 64-bit build of each library, and the 32-bit one with compat32.
     let mut search_paths = vec![&settings.library_dirs];
     if caps.contains(&Capability::Compat32) {
@@ -457,34 +466,40 @@ fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Resu
     for &cap in &libraries_of {
         for name in files::libraries(cap) {
             for dirs in &search_paths {
-                any_library |= files::versioned(dirs, name, version, FileRole::Library)?;
+                let dirs = files::library_dirs(dirs, name);
+                any_library |= files::versioned(&root, &dirs, name, version, FileRole::Library)?;
             }
         }
         if !caps.contains(&cap) {
             continue;
         }
         for name in files::binaries(cap) {
-            files::first_of(&settings.binary_dirs, name, FileRole::Binary)?;
+            files::first_of(&root, &settings.binary_dirs, name, FileRole::Binary)?;
         }
     }
     if libraries_of.contains(&Capability::Graphics) {
         for path in files::GRAPHICS_CONFIG {
-            if files::exists(path)? {
-                inject::misc(path)?;
-            }
+            files::if_exists(&root, path, FileRole::Misc)?;
         }
     }
     if caps.contains(&Capability::Display) {
-        files::first_of(&settings.library_dirs, files::XORG_DRIVER, FileRole::Misc)?;
+        files::first_of(
+            &root,
+            &settings.library_dirs,
+            files::XORG_DRIVER,
+            FileRole::Misc,
+        )?;
         let glx_dirs: Vec<String> = settings
             .library_dirs
             .iter()
             .map(|dir| format!("{dir}/{}", files::XORG_GLX_DIR))
             .collect();
-        files::versioned(&glx_dirs, files::XORG_GLX, version, FileRole::Misc)?;
+        files::versioned(&root, &glx_dirs, files::XORG_GLX, version, FileRole::Misc)?;
     }
-    for path in host::glob(&files::firmware(version))? {
-        inject::misc(&path)?;
+    for path in host::glob(&root.on_host(&files::firmware(version)))? {
+        File::new(path.as_str(), FileRole::Misc)
+            .at(root.in_container(&path))
+            .request()?;
     }
     if any_library {
         inject::run_ldconfig()?;
@@ -574,6 +589,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn driver_root_setting() {
+        assert_eq!(Settings::parse("{}").unwrap().driver_root, "/");
+        let settings = Settings::parse(r#"{"driver-root": "/run/nvidia/driver"}"#).unwrap();
+        assert_eq!(settings.driver_root, "/run/nvidia/driver");
+        assert_eq!(
+            Settings::parse(r#"{"driver-root": "run/nvidia/driver"}"#).unwrap_err(),
+            "invalid settings: driver-root: `run/nvidia/driver` is not an absolute path \
+             without a trailing /"
+        );
+    }
+
     /// The manifest's allow-list is exactly what the policy looks at and asks
     /// for, with the manifest's settings.
     #[test]
@@ -596,37 +623,53 @@ mod tests {
             "/dev/nvidia-caps/nvidia-cap[0-9]*".to_string(),
             settings.mig_inventory.clone(),
             "/dev/nvidia[0-9]*".to_string(),
-            files::firmware("*"),
-            // Where merged-/usr hosts keep it (/lib is a link to usr/lib):
-            // the host checks the allow-list on what a path resolves to too.
-            format!("/usr{}", files::firmware("*")),
         ];
         expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
         expected.extend(ipc::SOCKETS.map(String::from));
         expected.extend(ipc::SOCKETS.map(ipc::resolved));
         expected.push(settings.mps_pipe_directory.clone());
-        expected.extend(files::GRAPHICS_CONFIG.map(String::from));
+
+        // The driver's files, at their standard paths.
+        let mut driver_files = vec![
+            files::firmware("*"),
+            // Where merged-/usr hosts keep it (/lib is a link to usr/lib):
+            // the host checks the allow-list on what a path resolves to too.
+            format!("/usr{}", files::firmware("*")),
+        ];
+        driver_files.extend(files::GRAPHICS_CONFIG.map(String::from));
         for dir in &settings.library_dirs {
-            expected.push(format!("{dir}/{}", files::XORG_DRIVER));
-            expected.push(format!(
+            driver_files.push(format!("{dir}/{}", files::XORG_DRIVER));
+            driver_files.push(format!(
                 "{dir}/{}/{}.so*",
                 files::XORG_GLX_DIR,
                 files::XORG_GLX
             ));
         }
-        let library_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
+        let library_dirs: Vec<String> = settings
+            .library_dirs
+            .iter()
+            .chain(&settings.compat32_dirs)
+            .cloned()
+            .collect();
         for cap in Capability::ALL {
             for name in files::libraries(cap) {
-                expected.extend(library_dirs.clone().map(|dir| format!("{dir}/{name}.so*")));
+                let dirs = files::library_dirs(&library_dirs, name);
+                driver_files.extend(dirs.iter().map(|dir| format!("{dir}/{name}.so*")));
             }
             for name in files::binaries(cap) {
-                expected.extend(
+                driver_files.extend(
                     settings
                         .binary_dirs
                         .iter()
                         .map(|dir| format!("{dir}/{name}")),
                 );
             }
+        }
+        // Under the host's root and the GPU Operator's.
+        assert_eq!(settings.driver_root, root::HOST);
+        for driver_root in [root::HOST, root::GPU_OPERATOR] {
+            let driver_root = Root::parse(driver_root).unwrap();
+            expected.extend(driver_files.iter().map(|f| driver_root.on_host(f)));
         }
 
         hookhost_plugin::testing::assert_allow_list(&manifest, &expected);

@@ -724,3 +724,99 @@ fn the_mig_cases_expect_what_their_names_say() {
     assert_eq!(gpu_nodes("mig-monitor-privileged"), ["/dev/nvidia0"]);
     assert_eq!(caps("mig-monitor-privileged"), ["2"]);
 }
+
+// Where the driver lives, on the host `nvidia-driver-root`: the driver is
+// under /run/nvidia/driver, as NVIDIA's GPU Operator mounts its driver
+// container, with soname links only (no libcuda.so,
+// libnvidia-opticalflow.so or libGLX_indirect.so.0); the host's own
+// /usr/bin/nvidia-smi is another.
+
+#[test]
+fn a_driver_root_gives_its_libraries_executables_and_firmware_at_the_standard_paths() {
+    run_case("driver-root");
+}
+
+#[test]
+fn a_driver_roots_vdpau_library_goes_to_the_vdpau_directory() {
+    run_case("driver-root-video");
+}
+
+#[test]
+fn the_links_nvidia_always_makes_are_made_where_the_host_lacks_them() {
+    run_case("driver-root-always-links");
+}
+
+#[test]
+fn a_driver_root_without_the_driver_fails_naming_the_setting() {
+    run_case("driver-root-missing");
+}
+
+/// The container paths of a case's expected symlinks, with their targets.
+fn symlinks(case: &str) -> Vec<(String, String)> {
+    let path = fixtures().join("nvidia").join(case).join("expected.json");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    plan["symlinks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            let field = |name: &str| l[name].as_str().unwrap().to_string();
+            (field("container-path"), field("target"))
+        })
+        .collect()
+}
+
+#[test]
+fn the_driver_root_cases_expect_what_their_names_say() {
+    let lib = "/usr/lib/x86_64-linux-gnu";
+    let root = "/run/nvidia/driver";
+    let bind = |path: &str| (format!("{root}{path}"), path.to_string());
+    let link = |path: &str, target: &str| (path.to_string(), target.to_string());
+
+    let given = binds("driver-root");
+    for path in [
+        format!("{lib}/libcuda.so.550.54.14"),
+        format!("{lib}/libnvidia-ml.so.550.54.14"),
+        "/usr/bin/nvidia-smi".to_string(),
+        "/usr/bin/nvidia-cuda-mps-control".to_string(),
+        "/lib/firmware/nvidia/550.54.14/gsp_ga10x.bin".to_string(),
+    ] {
+        assert!(given.contains(&bind(&path)), "{path}: {given:?}");
+    }
+    // Every driver file comes from the root: not the host's nvidia-smi.
+    assert!(
+        given.iter().all(|(host, _)| host.starts_with(root)),
+        "{given:?}"
+    );
+    let links = symlinks("driver-root");
+    assert!(links.contains(&link(&format!("{lib}/libcuda.so"), "libcuda.so.1")));
+    // An absolute link in the root is the same path in the container.
+    assert!(links.contains(&link(
+        &format!("{lib}/libnvidia-ml.so.1"),
+        &format!("{lib}/libnvidia-ml.so.550.54.14")
+    )));
+
+    assert!(binds("driver-root-video")
+        .contains(&bind(&format!("{lib}/vdpau/libvdpau_nvidia.so.550.54.14"))));
+    assert!(symlinks("driver-root-video").contains(&link(
+        &format!("{lib}/vdpau/libvdpau_nvidia.so.1"),
+        "libvdpau_nvidia.so.550.54.14"
+    )));
+
+    let links = symlinks("driver-root-always-links");
+    for (path, target) in [
+        ("libcuda.so", "libcuda.so.1"),
+        ("libnvidia-opticalflow.so", "libnvidia-opticalflow.so.1"),
+        ("libGLX_indirect.so.0", "libGLX_nvidia.so.550.54.14"),
+    ] {
+        assert!(
+            links.contains(&link(&format!("{lib}/{path}"), target)),
+            "{path}: {links:?}"
+        );
+    }
+    // Only beside a library given: utility and compute bring no GLX.
+    assert!(!symlinks("driver-root")
+        .iter()
+        .any(|(path, _)| path.ends_with("libGLX_indirect.so.0")));
+}

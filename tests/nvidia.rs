@@ -728,8 +728,10 @@ fn the_mig_cases_expect_what_their_names_say() {
 // Where the driver lives, on the host `nvidia-driver-root`: the driver is
 // under /run/nvidia/driver, as NVIDIA's GPU Operator mounts its driver
 // container, with soname links only (no libcuda.so,
-// libnvidia-opticalflow.so or libGLX_indirect.so.0); the host's own
-// /usr/bin/nvidia-smi is another.
+// libnvidia-opticalflow.so or libGLX_indirect.so.0), with graphics' EGL
+// platform libraries, libgbm's backend and vendor files; the host's own
+// /usr/bin/nvidia-smi and /usr/share/nvidia/nvoptix.bin are others. GPU 0
+// has the DRM nodes card1 and renderD128, the host's own.
 
 #[test]
 fn a_driver_root_gives_its_libraries_executables_and_firmware_at_the_standard_paths() {
@@ -747,11 +749,105 @@ fn the_links_nvidia_always_makes_are_made_where_the_host_lacks_them() {
 }
 
 #[test]
+fn a_driver_roots_graphics_files_go_to_their_standard_paths_and_drm_nodes_stay_the_hosts() {
+    run_case("driver-root-graphics");
+}
+
+#[test]
 fn a_driver_root_without_the_driver_fails_naming_the_setting() {
     run_case("driver-root-missing");
 }
 
-/// The container paths of a case's expected symlinks, with their targets.
+// CUDA forward compatibility: the image's /usr/local/cuda/compat against
+// the fake host's driver 550.54.14.
+
+#[test]
+fn newer_compat_libraries_in_the_image_are_put_first_for_ldconfig() {
+    run_case("cuda-compat-newer");
+}
+
+#[test]
+fn compat_libraries_older_than_the_host_driver_are_left_alone() {
+    run_case("cuda-compat-older");
+}
+
+#[test]
+fn without_compute_the_compat_libraries_are_not_looked_at() {
+    run_case("cuda-compat-utility-only");
+}
+
+#[test]
+fn with_cuda_compat_off_newer_compat_libraries_are_left_alone() {
+    run_case("cuda-compat-disabled");
+}
+
+#[test]
+fn an_image_link_to_the_compat_directory_is_followed_inside_the_image() {
+    run_case("cuda-compat-image-link");
+}
+
+/// The image directories each case puts first for ldconfig.
+fn preferred_dirs(case: &str) -> Vec<String> {
+    let path = fixtures().join("nvidia").join(case).join("expected.json");
+    let plan: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    plan["ldconfig"]["preferred-dirs"]
+        .as_array()
+        .map(|dirs| {
+            dirs.iter()
+                .map(|d| d.as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn the_cuda_compat_cases_expect_what_their_names_say() {
+    for case in ["cuda-compat-newer", "cuda-compat-image-link"] {
+        assert_eq!(preferred_dirs(case), ["/usr/local/cuda/compat"], "{case}");
+    }
+    for case in [
+        "cuda-compat-older",
+        "cuda-compat-utility-only",
+        "cuda-compat-disabled",
+    ] {
+        assert!(preferred_dirs(case).is_empty(), "{case}");
+    }
+}
+
+// Graphics, on the host `nvidia-graphics`: GPU 0 (0000:3b:00.0) has the DRM
+// nodes card1 and renderD128, GPU 1 (0000:86:00.0) card2 and renderD129,
+// and a BMC's VGA (0000:02:00.0) card0; udev's by-path links lead to them.
+
+#[test]
+fn graphics_gives_only_the_selected_gpus_dri_nodes_and_their_by_path_links() {
+    run_case("graphics-one-of-two");
+}
+
+#[test]
+fn display_gives_the_x_servers_modules_and_configuration_with_the_dri_nodes() {
+    run_case("graphics-display");
+}
+
+#[test]
+fn graphics_without_a_gpu_gives_the_egl_vulkan_and_optix_files_at_their_container_paths() {
+    run_case("graphics-none");
+}
+
+#[test]
+fn graphics_on_a_host_without_dri_nodes_gives_the_rest() {
+    run_case("graphics-no-dri");
+}
+
+/// The DRM nodes of a case's expected plan.
+fn dri_nodes(case: &str) -> Vec<String> {
+    expected_devices("nvidia", case)
+        .into_iter()
+        .filter(|p| p.starts_with("/dev/dri/"))
+        .collect()
+}
+
+/// The symlinks of a case's expected plan, as (container path, target).
 fn symlinks(case: &str) -> Vec<(String, String)> {
     let path = fixtures().join("nvidia").join(case).join("expected.json");
     let plan: serde_json::Value =
@@ -760,8 +856,8 @@ fn symlinks(case: &str) -> Vec<(String, String)> {
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| {
-            let field = |name: &str| l[name].as_str().unwrap().to_string();
+        .map(|s| {
+            let field = |name: &str| s[name].as_str().unwrap().to_string();
             (field("container-path"), field("target"))
         })
         .collect()
@@ -819,4 +915,172 @@ fn the_driver_root_cases_expect_what_their_names_say() {
     assert!(!symlinks("driver-root")
         .iter()
         .any(|(path, _)| path.ends_with("libGLX_indirect.so.0")));
+
+    // Graphics: the EGL platform libraries, libgbm's backend and the
+    // loaders' vendor files come from the root, at their standard paths
+    // (the Vulkan files under /etc); the DRM nodes and their by-path links
+    // are the host's.
+    let given = binds("driver-root-graphics");
+    let egl = "/usr/share/egl/egl_external_platform.d";
+    let mut from_root: Vec<String> = [
+        "libnvidia-egl-gbm.so.1.1.1",
+        "libnvidia-egl-wayland.so.1.1.13",
+        "libnvidia-egl-xcb.so.1.0.1",
+        "libnvidia-egl-xlib.so.1.0.1",
+        "libnvidia-allocator.so.550.54.14",
+        "libGLX_nvidia.so.550.54.14",
+    ]
+    .iter()
+    .map(|file| format!("{lib}/{file}"))
+    .collect();
+    from_root.extend(
+        [
+            "10_nvidia_wayland",
+            "15_nvidia_gbm",
+            "20_nvidia_xcb",
+            "20_nvidia_xlib",
+        ]
+        .map(|json| format!("{egl}/{json}.json")),
+    );
+    from_root.push("/etc/glvnd/egl_vendor.d/10_nvidia.json".to_string());
+    // Not the host's own /usr/share/nvidia/nvoptix.bin.
+    from_root.push("/usr/share/nvidia/nvoptix.bin".to_string());
+    for path in &from_root {
+        assert!(given.contains(&bind(path)), "{path}: {given:?}");
+    }
+    for (on_host, at) in [
+        (
+            "/usr/share/vulkan/icd.d/nvidia_icd.json",
+            "/etc/vulkan/icd.d/nvidia_icd.json",
+        ),
+        (
+            "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
+            "/etc/vulkan/implicit_layer.d/nvidia_layers.json",
+        ),
+    ] {
+        let pair = (format!("{root}{on_host}"), at.to_string());
+        assert!(given.contains(&pair), "{on_host}: {given:?}");
+    }
+    assert!(
+        given.iter().all(|(host, _)| host.starts_with(root)),
+        "{given:?}"
+    );
+    let links = symlinks("driver-root-graphics");
+    for (path, target) in [
+        (
+            format!("{lib}/gbm/nvidia-drm_gbm.so"),
+            "../libnvidia-allocator.so.1",
+        ),
+        (
+            format!("{lib}/libnvidia-egl-gbm.so.1"),
+            "libnvidia-egl-gbm.so.1.1.1",
+        ),
+        (
+            "/dev/dri/by-path/pci-0000:3b:00.0-card".to_string(),
+            "../card1",
+        ),
+    ] {
+        assert!(links.contains(&link(&path, target)), "{path}: {links:?}");
+    }
+    assert!(links.iter().all(|(path, _)| !path.starts_with(root)));
+    assert_eq!(
+        dri_nodes("driver-root-graphics"),
+        ["/dev/dri/card1", "/dev/dri/renderD128"]
+    );
+}
+
+#[test]
+fn the_graphics_cases_expect_what_their_names_say() {
+    assert_eq!(gpu_nodes("graphics-one-of-two"), ["/dev/nvidia1"]);
+    assert_eq!(
+        dri_nodes("graphics-one-of-two"),
+        ["/dev/dri/card2", "/dev/dri/renderD129"]
+    );
+    let by_path: Vec<(String, String)> = symlinks("graphics-one-of-two")
+        .into_iter()
+        .filter(|(link, _)| link.starts_with("/dev/dri/by-path/"))
+        .collect();
+    let link = |bus: &str, kind: &str, node: &str| {
+        (
+            format!("/dev/dri/by-path/pci-0000:{bus}-{kind}"),
+            format!("../{node}"),
+        )
+    };
+    assert_eq!(
+        by_path,
+        [
+            link("86:00.0", "card", "card2"),
+            link("86:00.0", "render", "renderD129")
+        ]
+    );
+    assert_eq!(
+        dri_nodes("graphics-display"),
+        ["/dev/dri/card1", "/dev/dri/renderD128"]
+    );
+    assert!(dri_nodes("graphics-none").is_empty());
+    assert!(dri_nodes("graphics-no-dri").is_empty());
+    assert_eq!(
+        gpu_nodes("graphics-no-dri"),
+        ["/dev/nvidia0", "/dev/nvidia1"]
+    );
+
+    let has = |case: &str, host: &str, container: &str| {
+        binds(case).contains(&(host.to_string(), container.to_string()))
+    };
+    let same = |case: &str, path: &str| has(case, path, path);
+    let egl = "/usr/share/egl/egl_external_platform.d";
+    for case in ["graphics-one-of-two", "graphics-display", "graphics-none"] {
+        for json in [
+            "10_nvidia_wayland",
+            "15_nvidia_gbm",
+            "20_nvidia_xcb",
+            "20_nvidia_xlib",
+        ] {
+            assert!(same(case, &format!("{egl}/{json}.json")), "{case} {json}");
+        }
+        let lib = "/usr/lib/x86_64-linux-gnu";
+        for file in [
+            "libnvidia-egl-gbm.so.1.1.1",
+            "libnvidia-egl-wayland.so.1.1.13",
+            "libnvidia-egl-xcb.so.1.0.1",
+            "libnvidia-egl-xlib.so.1.0.1",
+            "libnvidia-allocator.so.550.54.14",
+        ] {
+            assert!(same(case, &format!("{lib}/{file}")), "{case} {file}");
+        }
+        assert!(!same(
+            case,
+            &format!("{lib}/libnvidia-egl-wayland.so.1.1.9")
+        ));
+        assert!(symlinks(case).contains(&(
+            format!("{lib}/gbm/nvidia-drm_gbm.so"),
+            "../libnvidia-allocator.so.1".to_string()
+        )));
+        assert!(same(case, "/usr/share/nvidia/nvoptix.bin"), "{case}");
+        assert!(same(case, "/usr/share/glvnd/egl_vendor.d/10_nvidia.json"));
+        // The Vulkan files where NVIDIA's toolkit puts them, under /etc.
+        assert!(has(
+            case,
+            "/usr/share/vulkan/icd.d/nvidia_icd.json",
+            "/etc/vulkan/icd.d/nvidia_icd.json"
+        ));
+        assert!(has(
+            case,
+            "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
+            "/etc/vulkan/implicit_layer.d/nvidia_layers.json"
+        ));
+    }
+    let xorg = [
+        "/usr/lib/xorg/modules/drivers/nvidia_drv.so",
+        "/usr/lib/xorg/modules/extensions/libglxserver_nvidia.so.550.54.14",
+        "/usr/share/X11/xorg.conf.d/10-nvidia.conf",
+    ];
+    for path in xorg {
+        assert!(same("graphics-display", path), "{path}");
+        assert!(!same("graphics-one-of-two", path), "{path}");
+    }
+    assert!(symlinks("graphics-display").contains(&(
+        "/usr/lib/xorg/modules/extensions/libglxserver_nvidia.so".to_string(),
+        "libglxserver_nvidia.so.550.54.14".to_string()
+    )));
 }

@@ -239,6 +239,47 @@ pub(crate) fn cache_listing(bundle: &Bundle) -> String {
 }
 
 #[test]
+fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia");
+    real_library(
+        &host
+            .path()
+            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "cat /etc/ld.so.conf.d/000-hookhost.conf",
+    );
+    let compat = bundle.rootfs().join("usr/local/cuda/compat");
+    std::fs::create_dir_all(&compat).unwrap();
+    real_library(&compat.join("libcuda.so.560.28.03"), "libcuda.so.1");
+    std::os::unix::fs::symlink("libcuda.so.560.28.03", compat.join("libcuda.so.1")).unwrap();
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(
+        out.starts_with("/usr/local/cuda/compat\n/usr/lib/x86_64-linux-gnu\n"),
+        "the drop-in lists the compat directory first:\n{out}"
+    );
+    // The dynamic loader takes the first entry of a name in the cache.
+    let listed = cache_listing(&bundle);
+    let first = listed
+        .lines()
+        .find(|l| l.trim_start().starts_with("libcuda.so.1 "))
+        .unwrap_or_default();
+    assert!(
+        first.ends_with("=> /usr/local/cuda/compat/libcuda.so.1"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        "the host's libcuda is still listed, after:\n{listed}"
+    );
+}
+
+#[test]
 fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");
@@ -305,6 +346,44 @@ fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     assert!(actions
         .iter()
         .any(|a| a["action"] == "cgroup-allow" && a["path"] == "c 195:0 rwm"));
+}
+
+/// GPU 1 of the host `nvidia-graphics` (0000:86:00.0) has the DRM nodes
+/// card2 and renderD129 (226:2, 226:129); GPU 0's are card1 and renderD128.
+#[test]
+fn graphics_gives_the_selected_gpus_render_node_and_not_the_others() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia-graphics");
+    let bundle = Bundle::new(
+        host.path(),
+        &[
+            "NVIDIA_VISIBLE_DEVICES=1",
+            "NVIDIA_DRIVER_CAPABILITIES=graphics",
+        ],
+        "stat -c '%n %t:%T' /dev/dri/renderD129 /dev/dri/card2; \
+         cat /dev/dri/renderD129 2>&1; \
+         test -e /dev/dri/renderD128 && echo renderD128-present; \
+         test -e /dev/dri/card1 && echo card1-present; \
+         readlink /dev/dri/by-path/pci-0000:86:00.0-render; \
+         test -e /dev/dri/by-path/pci-0000:3b:00.0-render && echo other-link-present; \
+         test -f /etc/vulkan/icd.d/nvidia_icd.json && echo vulkan-icd-present; true",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex: 226 is e2, 129 is 81.
+    assert!(out.contains("/dev/dri/renderD129 e2:81"), "{out}");
+    assert!(out.contains("/dev/dri/card2 e2:2"), "{out}");
+    // ENXIO: the device cgroup let the open through to a driver that is not
+    // there; EPERM would mean it denied the render node.
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(
+        !out.contains("renderD128-present") && !out.contains("card1-present"),
+        "GPU 0's nodes:\n{out}"
+    );
+    assert!(out.contains("../renderD129\n"), "the by-path link:\n{out}");
+    assert!(!out.contains("other-link-present"), "{out}");
+    assert!(out.contains("vulkan-icd-present"), "{out}");
 }
 
 /// MIG device 1:1 of the fake host is gi 2 ci 0 of GPU 1: capabilities 156

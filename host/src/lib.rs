@@ -30,6 +30,7 @@ pub mod front;
 #[doc(hidden)]
 pub mod fuzzing;
 pub mod hostfs;
+pub mod image;
 pub mod input;
 pub mod install;
 pub mod limits;

@@ -218,7 +218,7 @@ pub fn lower(
     }
     if let Some(ld) = &plan.ldconfig {
         let plugins = ld.plugins.join(",");
-        for what in ldconfig_ops(&ld.library_dirs) {
+        for what in ldconfig_ops(&ld.dirs()) {
             op(&plugins, what);
         }
     }
@@ -246,9 +246,9 @@ pub fn lower(
     Ok(lowered)
 }
 
-/// The host id of container id `id` under `mappings` (no mappings: the same).
 /// The linker cache's refresh for the library directories `dirs`: the
-/// ld.so.conf.d drop-in that lists them, then ldconfig.
+/// ld.so.conf.d drop-in that lists them, then ldconfig, both in this order
+/// (the first directory with a library of a name wins).
 pub fn ldconfig_ops(dirs: &[String]) -> [Op; 2] {
     let content: String = dirs.iter().map(|d| format!("{d}\n")).collect();
     [
@@ -263,6 +263,7 @@ pub fn ldconfig_ops(dirs: &[String]) -> [Op; 2] {
     ]
 }
 
+/// The host id of container id `id` under `mappings` (no mappings: the same).
 fn map_id(id: u32, mappings: &[IdMapping]) -> Option<u32> {
     if mappings.is_empty() {
         return Some(id);

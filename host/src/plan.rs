@@ -166,6 +166,24 @@ pub struct Ldconfig {
     /// Container directories holding injected libraries, sorted: what the
     /// ld.so.conf.d drop-in will list.
     pub library_dirs: Vec<String>,
+    /// Image directories whose libraries must win over every other (CUDA's
+    /// forward compatibility), in request order: scanned and listed first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub preferred_dirs: Vec<String>,
+}
+
+impl Ldconfig {
+    /// Every directory for ldconfig and the drop-in, the preferred first,
+    /// each once.
+    pub fn dirs(&self) -> Vec<String> {
+        let mut dirs = self.preferred_dirs.clone();
+        for dir in &self.library_dirs {
+            if !dirs.contains(dir) {
+                dirs.push(dir.clone());
+            }
+        }
+        dirs
+    }
 }
 
 /// Two requests that cannot both be honoured.
@@ -406,6 +424,17 @@ impl Plan {
         self.refresh_library_dirs();
     }
 
+    /// Records that `plugin` wants ldconfig run with the image directory
+    /// `dir` first.
+    pub fn prefer_library_dir(&mut self, plugin: &str, dir: &str) {
+        self.request_ldconfig(plugin);
+        if let Some(ld) = self.ldconfig.as_mut() {
+            if !ld.preferred_dirs.iter().any(|d| d == dir) {
+                ld.preferred_dirs.push(dir.to_string());
+            }
+        }
+    }
+
     /// Adds every entry of `other` (one plugin's plan) to this plan, or
     /// nothing at all if any of them conflicts.
     pub fn merge(&mut self, other: Plan) -> Result<(), Conflict> {
@@ -428,6 +457,10 @@ impl Plan {
         if let Some(ld) = other.ldconfig {
             for plugin in &ld.plugins {
                 merged.request_ldconfig(plugin);
+            }
+            // Each dir came from one of ld.plugins: the first names it.
+            for dir in &ld.preferred_dirs {
+                merged.prefer_library_dir(&ld.plugins[0], dir);
             }
         }
         merged.refresh_library_dirs();
@@ -587,6 +620,28 @@ mod tests {
         let ld = a.ldconfig.unwrap();
         assert_eq!(ld.plugins, vec!["a"]);
         assert_eq!(ld.library_dirs, vec!["/opt/b/lib", "/usr/lib64"]);
+    }
+
+    #[test]
+    fn preferred_image_dirs_come_first_once_and_survive_a_merge_and_json() {
+        let mut a = Plan::default();
+        a.add_file(library("a", "/usr/lib64/libcuda.so.1")).unwrap();
+        a.prefer_library_dir("a", "/usr/local/cuda/compat");
+        a.prefer_library_dir("a", "/usr/local/cuda/compat");
+        let mut b = Plan::default();
+        b.prefer_library_dir("b", "/usr/lib64");
+        a.merge(b).unwrap();
+        let ld = a.ldconfig.as_ref().unwrap();
+        assert_eq!(ld.plugins, ["a", "b"]);
+        assert_eq!(ld.preferred_dirs, ["/usr/local/cuda/compat", "/usr/lib64"]);
+        // A library directory that is also preferred is scanned once, first.
+        assert_eq!(ld.dirs(), ["/usr/local/cuda/compat", "/usr/lib64"]);
+        let json = serde_json::to_string(&a).unwrap();
+        assert_eq!(serde_json::from_str::<Plan>(&json).unwrap(), a);
+        // Without preferred directories the JSON is what it always was.
+        let mut plain = Plan::default();
+        plain.request_ldconfig("a");
+        assert!(!serde_json::to_string(&plain).unwrap().contains("preferred"));
     }
 
     #[test]

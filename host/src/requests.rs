@@ -4,6 +4,7 @@
 //! stage) and only then recorded, attributed to the policy that made it.
 
 use std::collections::BTreeSet;
+use std::path::Path;
 use std::sync::Arc;
 
 use oci_spec::runtime::LinuxDeviceType;
@@ -221,6 +222,11 @@ impl Requests {
             count: 0,
             bytes: 0,
         }
+    }
+
+    /// What the back end serving this stage can carry out.
+    pub fn capabilities(&self) -> Capabilities {
+        self.can
     }
 
     /// The host as this policy may see it.
@@ -461,6 +467,30 @@ impl Requests {
             "refresh the linker cache",
         )?;
         self.plan.request_ldconfig(&self.policy);
+        Ok(())
+    }
+
+    /// The names in the image directory `dir` of the rootfs at `rootfs`.
+    pub fn image_entries(&mut self, rootfs: &Path, dir: &str) -> Result<Vec<String>, RequestError> {
+        limits::path("container path", dir)?;
+        self.count(&[dir])?;
+        let dir = container_path(dir)?;
+        self.supported(self.can.image, &dir, "read the container's image")?;
+        crate::image::entries(rootfs, &dir)
+    }
+
+    /// ldconfig with the image directory `dir` first. Only for a container:
+    /// a CDI spec is made for no image.
+    pub fn prefer_image_libraries(&mut self, dir: &str) -> Result<(), RequestError> {
+        limits::path("container path", dir)?;
+        self.count(&[dir])?;
+        let dir = container_path(dir)?;
+        self.supported(
+            self.can.ldconfig && self.can.image,
+            &dir,
+            "put the image's libraries first in the linker cache",
+        )?;
+        self.plan.prefer_library_dir(&self.policy, &dir);
         Ok(())
     }
 }
@@ -895,6 +925,56 @@ mod tests {
         assert_eq!(plan.directories[0].mode, 0o7777);
         let modes: Vec<_> = plan.devices.iter().map(|d| d.file_mode).collect();
         assert_eq!(modes, [0o777, 0o666]);
+    }
+
+    #[test]
+    fn the_image_is_read_and_preferred_for_a_container_and_not_for_a_cdi_spec() {
+        let rootfs = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(rootfs.path().join("usr/local/cuda/compat")).unwrap();
+        std::fs::write(
+            rootfs.path().join("usr/local/cuda/compat/libcuda.so.1"),
+            b"",
+        )
+        .unwrap();
+        let mut r = requests(Stage::Prestart);
+        assert_eq!(
+            r.image_entries(rootfs.path(), "/usr/local/cuda/compat"),
+            Ok(vec!["libcuda.so.1".to_string()])
+        );
+        r.prefer_image_libraries("/usr/local/cuda/compat/").unwrap();
+        let plan = r.take_plan();
+        let ld = plan.ldconfig.unwrap();
+        assert_eq!(ld.preferred_dirs, ["/usr/local/cuda/compat"]);
+        assert_eq!(ld.plugins, ["p"]);
+
+        let mut r = requests(Stage::Cdi);
+        let refused = r.image_entries(rootfs.path(), "/usr/local/cuda/compat");
+        assert_eq!(
+            refused,
+            Err(RequestError::Unsupported(
+                "/usr/local/cuda/compat: a CDI spec cannot read the container's image".into()
+            ))
+        );
+        assert!(matches!(
+            r.prefer_image_libraries("/usr/local/cuda/compat"),
+            Err(RequestError::Unsupported(_))
+        ));
+        assert!(r.take_plan().ldconfig.is_none());
+
+        let mut r = requests(Stage::Prestart);
+        for bad in ["usr/lib", "/usr/../etc", "/proc/1/root"] {
+            assert!(
+                matches!(r.prefer_image_libraries(bad), Err(RequestError::Invalid(_))),
+                "{bad}"
+            );
+            assert!(
+                matches!(
+                    r.image_entries(rootfs.path(), bad),
+                    Err(RequestError::Invalid(_))
+                ),
+                "{bad}"
+            );
+        }
     }
 
     #[test]

@@ -30,7 +30,7 @@ pub fn render(plan: &Plan, outcomes: &[Outcome]) -> String {
                     .as_ref()
                     .filter(|ld| ld.plugins.contains(&outcome.name))
                 {
-                    let _ = writeln!(out, "  {:<9} {}", "ldconfig", ld.library_dirs.join(" "));
+                    let _ = writeln!(out, "  {:<9} {}", "ldconfig", ld.dirs().join(" "));
                     any = true;
                 }
                 if !any {

@@ -67,6 +67,8 @@ pub struct Capabilities {
     pub symlinks: bool,
     /// Refresh the linker cache.
     pub ldconfig: bool,
+    /// Read the container's image (a CDI spec is made for none).
+    pub image: bool,
 }
 
 impl Capabilities {
@@ -83,6 +85,7 @@ impl Capabilities {
             copies: true,
             symlinks: true,
             ldconfig: true,
+            image: true,
         };
         match stage {
             Stage::Prestart => hook("a prestart hook"),
@@ -98,6 +101,7 @@ impl Capabilities {
                 copies: true,
                 symlinks: true,
                 ldconfig: true,
+                image: true,
             },
             // CDI has env, device nodes, mounts and hooks, but no way to
             // write a file into the rootfs.
@@ -109,6 +113,7 @@ impl Capabilities {
                 copies: false,
                 symlinks: true,
                 ldconfig: true,
+                image: false,
             },
         }
     }

@@ -139,7 +139,7 @@ impl WasiView for PluginState {
 // Each world this host speaks gets the same implementation of its imports
 // (their Rust types differ from world to world, their WIT does not).
 macro_rules! imports_of {
-    ($world:ident $(, $container_since:item)*) => {
+    ($world:ident $(, container: [$($container_since:item)*], inject: [$($inject_since:item)*])?) => {
         mod $world {
             use super::*;
             use crate::runtime::bindings::$world::hookhost::policy::types::Error as WitError;
@@ -254,7 +254,7 @@ macro_rules! imports_of {
                     Ok(self.ctx.gid_mappings.iter().map(wit_mapping).collect())
                 }
 
-                $($container_since)*
+                $($($container_since)*)?
             }
 
             fn wit_mapping(m: &crate::context::IdMapping) -> types::IdMapping {
@@ -372,6 +372,8 @@ macro_rules! imports_of {
                 fn run_ldconfig(&mut self) -> Answer<()> {
                     Ok(self.requests.run_ldconfig().map_err(Into::into))
                 }
+
+                $($($inject_since)*)?
             }
 
             impl log::Host for PluginState {
@@ -403,10 +405,23 @@ macro_rules! imports_of {
 }
 
 imports_of!(v0_1);
-// 0.2.1 added `container.privileged`.
+// 0.2.1 added `container.privileged`, `container.image-entries` and
+// `inject.prefer-image-libraries`.
 imports_of!(
     v0_2,
-    fn privileged(&mut self) -> wasmtime::Result<bool> {
-        Ok(self.ctx.privileged())
-    }
+    container: [
+        fn privileged(&mut self) -> wasmtime::Result<bool> {
+            Ok(self.ctx.privileged())
+        }
+
+        fn image_entries(&mut self, dir: String) -> Answer<Vec<String>> {
+            let rootfs = &self.ctx.rootfs;
+            Ok(self.requests.image_entries(rootfs, &dir).map_err(Into::into))
+        }
+    ],
+    inject: [
+        fn prefer_image_libraries(&mut self, dir: String) -> Answer<()> {
+            Ok(self.requests.prefer_image_libraries(&dir).map_err(Into::into))
+        }
+    ]
 );

@@ -72,20 +72,6 @@ pub fn binaries(cap: Capability) -> &'static [&'static str] {
     }
 }
 
-/// The vendor files through which the GL, EGL and Vulkan loaders find the
-/// graphics libraries.
-pub const GRAPHICS_CONFIG: [&str; 4] = [
-    "/usr/share/glvnd/egl_vendor.d/10_nvidia.json",
-    "/usr/share/vulkan/icd.d/nvidia_icd.json",
-    "/etc/vulkan/icd.d/nvidia_icd.json",
-    "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
-];
-
-/// The X server's driver and GLX module, under a library directory.
-pub const XORG_DRIVER: &str = "xorg/modules/drivers/nvidia_drv.so";
-pub const XORG_GLX_DIR: &str = "xorg/modules/extensions";
-pub const XORG_GLX: &str = "libglxserver_nvidia";
-
 /// GSP firmware, which the utilities and libraries expect to find.
 pub fn firmware(version: &str) -> String {
     format!("/lib/firmware/nvidia/{version}/gsp*.bin")
@@ -144,6 +130,48 @@ pub fn versioned(
     Ok(false)
 }
 
+/// Requests the newest regular file `NAME.so.*` of the first of `dirs`
+/// (standard paths, looked for under `root`) that has one, with its links:
+/// for libraries versioned on their own, not with the driver. Returns
+/// whether it was found.
+pub fn newest(root: &Root, dirs: &[String], name: &str, role: FileRole) -> Result<bool, String> {
+    for dir in dirs {
+        let host_dir = root.on_host(dir);
+        let mut newest: Option<(Vec<u64>, String)> = None;
+        for path in host::glob(&format!("{host_dir}/{name}.so.*"))? {
+            if host::stat(&path)?.kind != FileKind::Regular {
+                continue;
+            }
+            let version = so_version(name, &path);
+            if newest.as_ref().is_none_or(|(v, _)| version >= *v) {
+                newest = Some((version, path));
+            }
+        }
+        if let Some((_, file)) = newest {
+            let found = host::glob(&format!("{host_dir}/{name}.so*"))?;
+            with_links(root, dir, &file, &found, role)?;
+            return Ok(true);
+        }
+    }
+    log::debug!(
+        "{name}.so.* is not in {}",
+        root.on_host_all(dirs).join(", ")
+    );
+    Ok(false)
+}
+
+/// The numbers after `NAME.so.` in `path` (`[1, 1, 13]`); a part that is
+/// not a number counts as 0.
+fn so_version(name: &str, path: &str) -> Vec<u64> {
+    let file = path.rsplit('/').next().unwrap_or_default();
+    file.strip_prefix(name)
+        .and_then(|rest| rest.strip_prefix(".so."))
+        .unwrap_or_default()
+        .split('.')
+        .map(|part| part.parse().unwrap_or(0))
+        .collect()
+}
+
 /// Requests `DIR/NAME.so.<version>` and every symlink `DIR/NAME.so*` that
 /// leads to it (`libcuda.so.1`, `libcuda.so` → `libcuda.so.1`...), so the
 /// container resolves the same names as the host, and the `ALWAYS_LINKS`
@@ -163,14 +191,40 @@ fn versioned_in(
     if !found.contains(&file) {
         return Ok(false);
     }
-    File::new(file.as_str(), role)
-        .at(format!("{dir}/{file_name}"))
+    let made = with_links(root, dir, &file, &found, role)?;
+    for (_, link, target) in ALWAYS_LINKS.iter().filter(|(lib, _, _)| *lib == name) {
+        let link = format!("{dir}/{link}");
+        if !made.contains(&link) {
+            let target: &str = if target.is_empty() {
+                &file_name
+            } else {
+                target
+            };
+            inject::symlink(target, &link)?;
+        }
+    }
+    Ok(true)
+}
+
+/// Requests `file` (a host path in `dir`, a standard path looked for under
+/// `root`) at its standard path, and every symlink of `found` that leads to
+/// it. Returns the links made, at their standard paths.
+fn with_links(
+    root: &Root,
+    dir: &str,
+    file: &str,
+    found: &[String],
+    role: FileRole,
+) -> Result<Vec<String>, String> {
+    let host_dir = root.on_host(dir);
+    File::new(file, role)
+        .at(root.in_container(file))
         .request()?;
     // Link → its content, and → where it leads on the host: an absolute
     // content is a path under the root.
     let mut links = BTreeMap::new();
     let mut on_host = BTreeMap::new();
-    for path in found.iter().filter(|p| **p != file) {
+    for path in found.iter().filter(|p| *p != file) {
         if host::stat(path)?.kind == FileKind::Symlink {
             let target = host::read_link(path)?;
             let resolved = if target.starts_with('/') {
@@ -184,23 +238,12 @@ fn versioned_in(
     }
     let mut made = Vec::new();
     for (link, target) in &links {
-        if hookhost_plugin::links::leads_to(link, &on_host, &host_dir, &file) {
+        if hookhost_plugin::links::leads_to(link, &on_host, &host_dir, file) {
             inject::symlink(target, root.in_container(link))?;
             made.push(root.in_container(link).to_string());
         }
     }
-    for (_, link, target) in ALWAYS_LINKS.iter().filter(|(lib, _, _)| *lib == name) {
-        let link = format!("{dir}/{link}");
-        if !made.contains(&link) {
-            let target: &str = if target.is_empty() {
-                &file_name
-            } else {
-                target
-            };
-            inject::symlink(target, &link)?;
-        }
-    }
-    Ok(true)
+    Ok(made)
 }
 
 /// Requests the first `dir/name` of `dirs` (standard paths, looked for
@@ -235,6 +278,16 @@ pub fn exists(path: &str) -> Result<bool, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn so_versions_compare_as_numbers() {
+        let v = |path| so_version("libnvidia-egl-wayland", path);
+        assert_eq!(v("/lib/libnvidia-egl-wayland.so.1.1.13"), [1, 1, 13]);
+        assert!(
+            v("/lib/libnvidia-egl-wayland.so.1.1.13") > v("/lib/libnvidia-egl-wayland.so.1.1.9")
+        );
+        assert_eq!(v("/lib/libnvidia-egl-wayland.so.1.x"), [1, 0]);
+    }
 
     #[test]
     fn link_chains() {

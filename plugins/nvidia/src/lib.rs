@@ -4,8 +4,10 @@
 //! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer;
 //! `NVIDIA_MIG_*` the MIG capabilities.
 
+mod compat;
 mod driver;
 mod files;
+mod graphics;
 mod ipc;
 mod kubernetes;
 mod mig;
@@ -61,6 +63,8 @@ struct Settings {
     /// The MIG inventory (see `mig::MigDevice`), read when a container
     /// names a MIG device.
     mig_inventory: String,
+    /// Whether an image's newer CUDA compat libraries win (see `compat`).
+    cuda_compat: bool,
     /// Where the driver's files are (see `root`): the directories above are
     /// looked for under it.
     driver_root: String,
@@ -79,6 +83,7 @@ impl Default for Settings {
             accept_visible_devices_envvar_when_unprivileged: true,
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
             mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
+            cuda_compat: true,
             driver_root: root::HOST.to_string(),
         }
     }
@@ -276,7 +281,12 @@ impl Policy for Nvidia {
             }
         }
         give(&settings, &caps, &driver.version, gpus)?;
-        mig_caps.request()
+        mig_caps.request()?;
+        // Only a container has an image (not `plan_devices`).
+        if settings.cuda_compat && Capability::libraries_of(&caps).contains(&Capability::Compute) {
+            compat::prefer_if_newer(&driver.version)?;
+        }
+        Ok(())
     }
 
     /// The names are those of NVIDIA_VISIBLE_DEVICES (an index, a UUID,
@@ -380,16 +390,18 @@ fn give(
     version: &str,
     gpus: Vec<&Gpu>,
 ) -> Result<(), String> {
-    control_devices(&Capability::libraries_of(caps))?;
+    let libraries_of = Capability::libraries_of(caps);
+    control_devices(&libraries_of)?;
     for gpu in gpus {
         log::debug!("GPU {} at {}, {}", gpu.uuid, gpu.bus_id, gpu_node(gpu));
         Device::new(gpu_node(gpu)).request()?;
+        // `display` brings graphics' libraries, and so its DRM nodes.
+        if libraries_of.contains(&Capability::Graphics) {
+            graphics::dri_nodes(gpu)?;
+        }
     }
     driver_files(settings, caps, version)?;
-    ipc::request(
-        &Capability::libraries_of(caps),
-        &settings.mps_pipe_directory,
-    )
+    ipc::request(&libraries_of, &settings.mps_pipe_directory)
 }
 
 fn gpu_node(gpu: &Gpu) -> String {
@@ -478,23 +490,14 @@ fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Resu
         }
     }
     if libraries_of.contains(&Capability::Graphics) {
-        for path in files::GRAPHICS_CONFIG {
-            files::if_exists(&root, path, FileRole::Misc)?;
+        for dirs in &search_paths {
+            any_library |= graphics::libraries(&root, dirs, version)?;
         }
+        graphics::configs(&root, &graphics::GRAPHICS_CONFIGS)?;
     }
     if caps.contains(&Capability::Display) {
-        files::first_of(
-            &root,
-            &settings.library_dirs,
-            files::XORG_DRIVER,
-            FileRole::Misc,
-        )?;
-        let glx_dirs: Vec<String> = settings
-            .library_dirs
-            .iter()
-            .map(|dir| format!("{dir}/{}", files::XORG_GLX_DIR))
-            .collect();
-        files::versioned(&root, &glx_dirs, files::XORG_GLX, version, FileRole::Misc)?;
+        graphics::xorg_modules(&root, &settings.library_dirs, version)?;
+        graphics::configs(&root, &graphics::DISPLAY_CONFIGS)?;
     }
     for path in host::glob(&root.on_host(&files::firmware(version)))? {
         File::new(path.as_str(), FileRole::Misc)
@@ -628,6 +631,8 @@ mod tests {
         expected.extend(ipc::SOCKETS.map(String::from));
         expected.extend(ipc::SOCKETS.map(ipc::resolved));
         expected.push(settings.mps_pipe_directory.clone());
+        let (graphics_host, graphics_driver) = graphics_allow_list(&settings);
+        expected.extend(graphics_host);
 
         // The driver's files, at their standard paths.
         let mut driver_files = vec![
@@ -636,15 +641,7 @@ mod tests {
             // the host checks the allow-list on what a path resolves to too.
             format!("/usr{}", files::firmware("*")),
         ];
-        driver_files.extend(files::GRAPHICS_CONFIG.map(String::from));
-        for dir in &settings.library_dirs {
-            driver_files.push(format!("{dir}/{}", files::XORG_DRIVER));
-            driver_files.push(format!(
-                "{dir}/{}/{}.so*",
-                files::XORG_GLX_DIR,
-                files::XORG_GLX
-            ));
-        }
+        driver_files.extend(graphics_driver);
         let library_dirs: Vec<String> = settings
             .library_dirs
             .iter()
@@ -673,5 +670,38 @@ mod tests {
         }
 
         hookhost_plugin::testing::assert_allow_list(&manifest, &expected);
+    }
+
+    /// What `graphics` and `display` look at and ask for: the host's own
+    /// paths (sysfs, the DRM nodes), and the driver's files at their
+    /// standard paths, which the allow-list names under each driver root.
+    fn graphics_allow_list(settings: &Settings) -> (Vec<String>, Vec<String>) {
+        use graphics::*;
+        let mut on_host = Vec::new();
+        for node in DRM_NODES {
+            on_host.push(format!("{PCI_DEVICES}/*/drm/{node}"));
+            on_host.push(format!("{PCI_DEVICE_TREE}/drm/{node}"));
+            on_host.push(format!("{DRI}/{node}"));
+        }
+        for kind in BY_PATH_KINDS {
+            on_host.push(format!("{BY_PATH}/pci-*-{kind}"));
+        }
+        let mut driver_files = Vec::new();
+        let all_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
+        for dir in all_dirs.clone() {
+            for name in EGL_PLATFORM_LIBRARIES {
+                driver_files.push(format!("{dir}/{name}.so*"));
+            }
+            driver_files.push(format!("{dir}/{GBM_BACKEND}"));
+            driver_files.push(format!("{dir}/{ALLOCATOR}.so*"));
+        }
+        for config in GRAPHICS_CONFIGS.iter().chain(&DISPLAY_CONFIGS) {
+            driver_files.extend(CONFIG_DIRS.map(|dir| format!("{dir}/{}", config.name)));
+        }
+        for dir in &settings.library_dirs {
+            driver_files.push(format!("{dir}/{XORG_DRIVER}"));
+            driver_files.push(format!("{dir}/{XORG_GLX_DIR}/{XORG_GLX}.so*"));
+        }
+        (on_host, driver_files)
     }
 }

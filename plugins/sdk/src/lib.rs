@@ -168,7 +168,7 @@ pub fn check_dirs(field: &str, dirs: &[String]) -> Result<(), String> {
 pub mod container {
     pub use crate::bindings::hookhost::policy::container::{
         annotation, annotations, args, current_stage, env_match, environment, getenv, gid_mappings,
-        id, privileged, rootfs_readonly, spec_devices, uid_mappings,
+        id, image_entries, privileged, rootfs_readonly, spec_devices, uid_mappings,
     };
     pub use crate::bindings::hookhost::policy::types::{IdMapping, SpecDevice, Stage};
 }
@@ -198,8 +198,8 @@ pub mod host {
 /// the plugin decides whether that is fatal.
 pub mod inject {
     pub use crate::bindings::hookhost::policy::inject::{
-        add_device, copy_file, make_dir, run_ldconfig, set_env, symlink, Device, File, FileRole,
-        Transfer,
+        add_device, copy_file, make_dir, prefer_image_libraries, run_ldconfig, set_env, symlink,
+        Device, File, FileRole, Transfer,
     };
     use crate::Error;
 

@@ -764,6 +764,39 @@ fn the_mig_cases_expect_what_their_names_say() {
     assert_eq!(caps("mig-monitor-privileged"), ["2"]);
 }
 
+// Where the driver lives, on the host `nvidia-driver-root`: the driver is
+// under /run/nvidia/driver, as NVIDIA's GPU Operator mounts its driver
+// container, with soname links only (no libcuda.so,
+// libnvidia-opticalflow.so or libGLX_indirect.so.0), with graphics' EGL
+// platform libraries, libgbm's backend and vendor files; the host's own
+// /usr/bin/nvidia-smi and /usr/share/nvidia/nvoptix.bin are others. GPU 0
+// has the DRM nodes card1 and renderD128, the host's own.
+
+#[test]
+fn a_driver_root_gives_its_libraries_executables_and_firmware_at_the_standard_paths() {
+    run_case("driver-root");
+}
+
+#[test]
+fn a_driver_roots_vdpau_library_goes_to_the_vdpau_directory() {
+    run_case("driver-root-video");
+}
+
+#[test]
+fn the_links_nvidia_always_makes_are_made_where_the_host_lacks_them() {
+    run_case("driver-root-always-links");
+}
+
+#[test]
+fn a_driver_roots_graphics_files_go_to_their_standard_paths_and_drm_nodes_stay_the_hosts() {
+    run_case("driver-root-graphics");
+}
+
+#[test]
+fn a_driver_root_without_the_driver_fails_naming_the_setting() {
+    run_case("driver-root-missing");
+}
+
 // CUDA forward compatibility: the image's /usr/local/cuda/compat against
 // the fake host's driver 550.54.14.
 
@@ -867,6 +900,132 @@ fn symlinks(case: &str) -> Vec<(String, String)> {
             (field("container-path"), field("target"))
         })
         .collect()
+}
+
+#[test]
+fn the_driver_root_cases_expect_what_their_names_say() {
+    let lib = "/usr/lib/x86_64-linux-gnu";
+    let root = "/run/nvidia/driver";
+    let bind = |path: &str| (format!("{root}{path}"), path.to_string());
+    let link = |path: &str, target: &str| (path.to_string(), target.to_string());
+
+    let given = binds("driver-root");
+    for path in [
+        format!("{lib}/libcuda.so.550.54.14"),
+        format!("{lib}/libnvidia-ml.so.550.54.14"),
+        "/usr/bin/nvidia-smi".to_string(),
+        "/usr/bin/nvidia-cuda-mps-control".to_string(),
+        "/lib/firmware/nvidia/550.54.14/gsp_ga10x.bin".to_string(),
+    ] {
+        assert!(given.contains(&bind(&path)), "{path}: {given:?}");
+    }
+    // Every driver file comes from the root: not the host's nvidia-smi.
+    assert!(
+        given.iter().all(|(host, _)| host.starts_with(root)),
+        "{given:?}"
+    );
+    let links = symlinks("driver-root");
+    assert!(links.contains(&link(&format!("{lib}/libcuda.so"), "libcuda.so.1")));
+    // An absolute link in the root is the same path in the container.
+    assert!(links.contains(&link(
+        &format!("{lib}/libnvidia-ml.so.1"),
+        &format!("{lib}/libnvidia-ml.so.550.54.14")
+    )));
+
+    assert!(binds("driver-root-video")
+        .contains(&bind(&format!("{lib}/vdpau/libvdpau_nvidia.so.550.54.14"))));
+    assert!(symlinks("driver-root-video").contains(&link(
+        &format!("{lib}/vdpau/libvdpau_nvidia.so.1"),
+        "libvdpau_nvidia.so.550.54.14"
+    )));
+
+    let links = symlinks("driver-root-always-links");
+    for (path, target) in [
+        ("libcuda.so", "libcuda.so.1"),
+        ("libnvidia-opticalflow.so", "libnvidia-opticalflow.so.1"),
+        ("libGLX_indirect.so.0", "libGLX_nvidia.so.550.54.14"),
+    ] {
+        assert!(
+            links.contains(&link(&format!("{lib}/{path}"), target)),
+            "{path}: {links:?}"
+        );
+    }
+    // Only beside a library given: utility and compute bring no GLX.
+    assert!(!symlinks("driver-root")
+        .iter()
+        .any(|(path, _)| path.ends_with("libGLX_indirect.so.0")));
+
+    // Graphics: the EGL platform libraries, libgbm's backend and the
+    // loaders' vendor files come from the root, at their standard paths
+    // (the Vulkan files under /etc); the DRM nodes and their by-path links
+    // are the host's.
+    let given = binds("driver-root-graphics");
+    let egl = "/usr/share/egl/egl_external_platform.d";
+    let mut from_root: Vec<String> = [
+        "libnvidia-egl-gbm.so.1.1.1",
+        "libnvidia-egl-wayland.so.1.1.13",
+        "libnvidia-egl-xcb.so.1.0.1",
+        "libnvidia-egl-xlib.so.1.0.1",
+        "libnvidia-allocator.so.550.54.14",
+        "libGLX_nvidia.so.550.54.14",
+    ]
+    .iter()
+    .map(|file| format!("{lib}/{file}"))
+    .collect();
+    from_root.extend(
+        [
+            "10_nvidia_wayland",
+            "15_nvidia_gbm",
+            "20_nvidia_xcb",
+            "20_nvidia_xlib",
+        ]
+        .map(|json| format!("{egl}/{json}.json")),
+    );
+    from_root.push("/etc/glvnd/egl_vendor.d/10_nvidia.json".to_string());
+    // Not the host's own /usr/share/nvidia/nvoptix.bin.
+    from_root.push("/usr/share/nvidia/nvoptix.bin".to_string());
+    for path in &from_root {
+        assert!(given.contains(&bind(path)), "{path}: {given:?}");
+    }
+    for (on_host, at) in [
+        (
+            "/usr/share/vulkan/icd.d/nvidia_icd.json",
+            "/etc/vulkan/icd.d/nvidia_icd.json",
+        ),
+        (
+            "/usr/share/vulkan/implicit_layer.d/nvidia_layers.json",
+            "/etc/vulkan/implicit_layer.d/nvidia_layers.json",
+        ),
+    ] {
+        let pair = (format!("{root}{on_host}"), at.to_string());
+        assert!(given.contains(&pair), "{on_host}: {given:?}");
+    }
+    assert!(
+        given.iter().all(|(host, _)| host.starts_with(root)),
+        "{given:?}"
+    );
+    let links = symlinks("driver-root-graphics");
+    for (path, target) in [
+        (
+            format!("{lib}/gbm/nvidia-drm_gbm.so"),
+            "../libnvidia-allocator.so.1",
+        ),
+        (
+            format!("{lib}/libnvidia-egl-gbm.so.1"),
+            "libnvidia-egl-gbm.so.1.1.1",
+        ),
+        (
+            "/dev/dri/by-path/pci-0000:3b:00.0-card".to_string(),
+            "../card1",
+        ),
+    ] {
+        assert!(links.contains(&link(&path, target)), "{path}: {links:?}");
+    }
+    assert!(links.iter().all(|(path, _)| !path.starts_with(root)));
+    assert_eq!(
+        dri_nodes("driver-root-graphics"),
+        ["/dev/dri/card1", "/dev/dri/renderD128"]
+    );
 }
 
 #[test]

@@ -1133,6 +1133,55 @@ fn with_the_envvar_refused_a_runc_container_asking_for_all_gets_nothing() {
     assert!(!out.contains("smi-present"), "{out}");
 }
 
+/// A driver under a driver root (the GPU Operator's /run/nvidia/driver) is
+/// at the standard paths in the container, and `libcuda.so`, which that
+/// root lacks, leads to it.
+#[test]
+fn a_driver_root_library_is_at_the_standard_path_and_libcuda_so_resolves() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia-driver-root");
+    real_library(
+        &host
+            .path()
+            .join("run/nvidia/driver/usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
+        "libcuda.so.1",
+    );
+    let plugins_d = plugins_d_with_settings(
+        "nvidia",
+        &serde_json::json!({"driver-root": "/run/nvidia/driver"}),
+    );
+    let bundle = Bundle::with_plugins(
+        plugins_d.path(),
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "readlink /usr/lib/x86_64-linux-gnu/libcuda.so; \
+         cat /usr/lib/x86_64-linux-gnu/libcuda.so > /dev/null && echo libcuda-so-resolves; \
+         cat /usr/lib/x86_64-linux-gnu/libnvidia-ml.so.1; \
+         /usr/bin/nvidia-smi; \
+         test -e /run/nvidia/driver || echo no-driver-root-inside",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(out.contains("libcuda.so.1\n"), "{out}");
+    assert!(out.contains("libcuda-so-resolves"), "{out}");
+    // Through the root's absolute soname link, at the standard path.
+    assert!(
+        out.contains("fake libnvidia-ml.so.550.54.14 in a driver root"),
+        "{out}"
+    );
+    // The root's nvidia-smi, not the host's own.
+    assert!(
+        out.contains("fake nvidia-smi 550.54.14 in a driver root"),
+        "{out}"
+    );
+    assert!(out.contains("no-driver-root-inside"), "{out}");
+    let listed = cache_listing(&bundle);
+    assert!(
+        listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
+        "{listed}"
+    );
+}
+
 /// The daemons' sockets and the MPS pipe directory are bound read-only, and
 /// still work: a client connects to the socket, and writes into the pipe,
 /// through the container's binds. busybox has no Unix socket client, so the

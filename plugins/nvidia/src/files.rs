@@ -8,6 +8,7 @@ use hookhost_plugin::host::{self, FileKind};
 use hookhost_plugin::inject::{self, File, FileRole};
 use hookhost_plugin::log;
 
+use crate::root::Root;
 use crate::select::Capability;
 
 /// Library names (the part before `.so`) for each capability: its own, see
@@ -76,30 +77,68 @@ pub fn firmware(version: &str) -> String {
     format!("/lib/firmware/nvidia/{version}/gsp*.bin")
 }
 
-/// Requests `NAME.so.<version>` from the first of `dirs` that has it, with
-/// its links. Returns whether it was found.
+/// The VDPAU driver, which libvdpau loads from its module directory
+/// `<libdir>/vdpau/`, where NVIDIA's installer puts it.
+pub const VDPAU: &str = "libvdpau_nvidia";
+
+/// Where `name` is looked for in a library directory `dir`: VDPAU's
+/// subdirectory first for the VDPAU driver.
+pub fn library_dirs(dirs: &[String], name: &str) -> Vec<String> {
+    dirs.iter()
+        .flat_map(|dir| {
+            let vdpau = (name == VDPAU).then(|| format!("{dir}/vdpau"));
+            vdpau.into_iter().chain([dir.clone()])
+        })
+        .collect()
+}
+
+/// The links NVIDIA's toolkit makes beside a library it gives, whether or
+/// not the host has them: (library, link, target). `libcuda.so`, because
+/// many programs `dlopen` it by that name; `libnvidia-opticalflow.so`,
+/// which the driver does not ship; `libGLX_indirect.so.0`, through which
+/// GLVND's libGLX finds the vendor library for indirect GLX. An empty
+/// target is the library's versioned file, as NVIDIA links it.
+pub const ALWAYS_LINKS: [(&str, &str, &str); 3] = [
+    ("libcuda", "libcuda.so", "libcuda.so.1"),
+    (
+        "libnvidia-opticalflow",
+        "libnvidia-opticalflow.so",
+        "libnvidia-opticalflow.so.1",
+    ),
+    ("libGLX_nvidia", "libGLX_indirect.so.0", ""),
+];
+
+/// Requests `NAME.so.<version>` from the first of `dirs` (standard paths,
+/// looked for under `root`) that has it, with its links. Returns whether it
+/// was found.
 pub fn versioned(
+    root: &Root,
     dirs: &[String],
     name: &str,
     version: &str,
     role: FileRole,
 ) -> Result<bool, String> {
     for dir in dirs {
-        if versioned_in(dir, name, version, role)? {
+        if versioned_in(root, dir, name, version, role)? {
             return Ok(true);
         }
     }
-    log::debug!("{name}.so.{version} is not in {}", dirs.join(", "));
+    log::debug!(
+        "{name}.so.{version} is not in {}",
+        root.on_host_all(dirs).join(", ")
+    );
     Ok(false)
 }
 
 /// Requests the newest regular file `NAME.so.*` of the first of `dirs`
-/// that has one, with its links: for libraries versioned on their own, not
-/// with the driver. Returns whether it was found.
-pub fn newest(dirs: &[String], name: &str, role: FileRole) -> Result<bool, String> {
+/// (standard paths, looked for under `root`) that has one, with its links:
+/// for libraries versioned on their own, not with the driver. Returns
+/// whether it was found.
+pub fn newest(root: &Root, dirs: &[String], name: &str, role: FileRole) -> Result<bool, String> {
     for dir in dirs {
+        let host_dir = root.on_host(dir);
         let mut newest: Option<(Vec<u64>, String)> = None;
-        for path in host::glob(&format!("{dir}/{name}.so.*"))? {
+        for path in host::glob(&format!("{host_dir}/{name}.so.*"))? {
             if host::stat(&path)?.kind != FileKind::Regular {
                 continue;
             }
@@ -109,12 +148,15 @@ pub fn newest(dirs: &[String], name: &str, role: FileRole) -> Result<bool, Strin
             }
         }
         if let Some((_, file)) = newest {
-            let found = host::glob(&format!("{dir}/{name}.so*"))?;
-            with_links(dir, &file, &found, role)?;
+            let found = host::glob(&format!("{host_dir}/{name}.so*"))?;
+            with_links(root, dir, &file, &found, role)?;
             return Ok(true);
         }
     }
-    log::debug!("{name}.so.* is not in {}", dirs.join(", "));
+    log::debug!(
+        "{name}.so.* is not in {}",
+        root.on_host_all(dirs).join(", ")
+    );
     Ok(false)
 }
 
@@ -132,45 +174,99 @@ fn so_version(name: &str, path: &str) -> Vec<u64> {
 
 /// Requests `DIR/NAME.so.<version>` and every symlink `DIR/NAME.so*` that
 /// leads to it (`libcuda.so.1`, `libcuda.so` → `libcuda.so.1`...), so the
-/// container resolves the same names as the host.
-fn versioned_in(dir: &str, name: &str, version: &str, role: FileRole) -> Result<bool, String> {
-    let file = format!("{dir}/{name}.so.{version}");
-    let found = host::glob(&format!("{dir}/{name}.so*"))?;
+/// container resolves the same names as the host, and the `ALWAYS_LINKS`
+/// of `NAME` the host lacks. `DIR` is under `root` on the host, at its
+/// standard path in the container.
+fn versioned_in(
+    root: &Root,
+    dir: &str,
+    name: &str,
+    version: &str,
+    role: FileRole,
+) -> Result<bool, String> {
+    let host_dir = root.on_host(dir);
+    let file_name = format!("{name}.so.{version}");
+    let file = format!("{host_dir}/{file_name}");
+    let found = host::glob(&format!("{host_dir}/{name}.so*"))?;
     if !found.contains(&file) {
         return Ok(false);
     }
-    with_links(dir, &file, &found, role)?;
+    let made = with_links(root, dir, &file, &found, role)?;
+    for (_, link, target) in ALWAYS_LINKS.iter().filter(|(lib, _, _)| *lib == name) {
+        let link = format!("{dir}/{link}");
+        if !made.contains(&link) {
+            let target: &str = if target.is_empty() {
+                &file_name
+            } else {
+                target
+            };
+            inject::symlink(target, &link)?;
+        }
+    }
     Ok(true)
 }
 
-/// Requests `file` and every symlink of `found` (in `dir`) that leads to it.
-fn with_links(dir: &str, file: &str, found: &[String], role: FileRole) -> Result<(), String> {
-    File::new(file, role).request()?;
+/// Requests `file` (a host path in `dir`, a standard path looked for under
+/// `root`) at its standard path, and every symlink of `found` that leads to
+/// it. Returns the links made, at their standard paths.
+fn with_links(
+    root: &Root,
+    dir: &str,
+    file: &str,
+    found: &[String],
+    role: FileRole,
+) -> Result<Vec<String>, String> {
+    let host_dir = root.on_host(dir);
+    File::new(file, role)
+        .at(root.in_container(file))
+        .request()?;
+    // Link → its content, and → where it leads on the host: an absolute
+    // content is a path under the root.
     let mut links = BTreeMap::new();
+    let mut on_host = BTreeMap::new();
     for path in found.iter().filter(|p| *p != file) {
         if host::stat(path)?.kind == FileKind::Symlink {
-            links.insert(path.as_str(), host::read_link(path)?);
+            let target = host::read_link(path)?;
+            let resolved = if target.starts_with('/') {
+                root.on_host(&target)
+            } else {
+                target.clone()
+            };
+            on_host.insert(path.as_str(), resolved);
+            links.insert(path.as_str(), target);
         }
     }
+    let mut made = Vec::new();
     for (link, target) in &links {
-        if hookhost_plugin::links::leads_to(link, &links, dir, file) {
-            inject::symlink(target, link)?;
+        if hookhost_plugin::links::leads_to(link, &on_host, &host_dir, file) {
+            inject::symlink(target, root.in_container(link))?;
+            made.push(root.in_container(link).to_string());
         }
     }
-    Ok(())
+    Ok(made)
 }
 
-/// Requests the first `dir/name` of `dirs` that exists, with `role`.
-pub fn first_of(dirs: &[String], name: &str, role: FileRole) -> Result<(), String> {
+/// Requests the first `dir/name` of `dirs` (standard paths, looked for
+/// under `root`) that exists, with `role`.
+pub fn first_of(root: &Root, dirs: &[String], name: &str, role: FileRole) -> Result<(), String> {
     for dir in dirs {
-        let path = format!("{dir}/{name}");
-        if exists(&path)? {
-            File::new(path, role).request()?;
+        if if_exists(root, &format!("{dir}/{name}"), role)? {
             return Ok(());
         }
     }
-    log::debug!("{name} is not in {}", dirs.join(", "));
+    log::debug!("{name} is not in {}", root.on_host_all(dirs).join(", "));
     Ok(())
+}
+
+/// Requests the driver file whose standard path is `path`, found under
+/// `root`, with `role`, when the plugin can see it. Returns whether it did.
+pub fn if_exists(root: &Root, path: &str, role: FileRole) -> Result<bool, String> {
+    let host_path = root.on_host(path);
+    if !exists(&host_path)? {
+        return Ok(false);
+    }
+    File::new(host_path, role).at(path).request()?;
+    Ok(true)
 }
 
 /// Whether the plugin can see `path`: a path outside the allow-list counts as

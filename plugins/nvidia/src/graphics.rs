@@ -2,6 +2,9 @@
 //! libraries, as NVIDIA's container toolkit gives them: each selected GPU's
 //! DRM nodes, the EGL external platform libraries, the loaders' vendor
 //! files, OptiX's data file and, for `display`, the X server's modules.
+//! The driver's files are looked for under the setting `driver-root` and
+//! given at their standard paths (see `root`); the DRM nodes and sysfs are
+//! the host's own, wherever the driver is.
 
 use hookhost_plugin::host::{self, FileKind};
 use hookhost_plugin::inject::{self, Device, File, FileRole};
@@ -9,6 +12,7 @@ use hookhost_plugin::{log, Error};
 
 use crate::driver::Gpu;
 use crate::files;
+use crate::root::Root;
 
 /// A PCI device's DRM nodes are the entries of its sysfs `drm` directory
 /// (`card1`, `renderD128`), named as in `/dev/dri`. The kernel's sysfs
@@ -161,21 +165,24 @@ fn by_path_links(gpu: &Gpu, names: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// The EGL platform libraries, from the first of `dirs` that has each,
-/// and libgbm's backend link with the allocator it leads to.
-pub fn libraries(dirs: &[String], version: &str) -> Result<bool, String> {
+/// The EGL platform libraries, from the first of `dirs` (standard paths,
+/// looked for under `root`) that has each, and libgbm's backend link with
+/// the allocator it leads to.
+pub fn libraries(root: &Root, dirs: &[String], version: &str) -> Result<bool, String> {
     let mut any = false;
     for name in EGL_PLATFORM_LIBRARIES {
-        any |= files::newest(dirs, name, FileRole::Library)?;
+        any |= files::newest(root, dirs, name, FileRole::Library)?;
     }
     for dir in dirs {
         let backend = format!("{dir}/{GBM_BACKEND}");
-        if !files::exists(&backend)? || host::stat(&backend)?.kind != FileKind::Symlink {
+        let host_backend = root.on_host(&backend);
+        if !files::exists(&host_backend)? || host::stat(&host_backend)?.kind != FileKind::Symlink {
             continue;
         }
-        let target = host::read_link(&backend)?;
+        let target = host::read_link(&host_backend)?;
         if target.starts_with(&format!("../{ALLOCATOR}.so"))
             && files::versioned(
+                root,
                 std::slice::from_ref(dir),
                 ALLOCATOR,
                 version,
@@ -185,7 +192,9 @@ pub fn libraries(dirs: &[String], version: &str) -> Result<bool, String> {
             inject::symlink(&target, &backend)?;
             any = true;
         } else {
-            log::warn!("{backend} leads to {target}, not to this driver's {ALLOCATOR}: not given");
+            log::warn!(
+                "{host_backend} leads to {target}, not to this driver's {ALLOCATOR}: not given"
+            );
         }
         break;
     }
@@ -193,19 +202,21 @@ pub fn libraries(dirs: &[String], version: &str) -> Result<bool, String> {
 }
 
 /// The vendor files of `configs`, each from the first of `CONFIG_DIRS`
-/// that has it.
-pub fn configs(configs: &[Config]) -> Result<(), String> {
+/// (looked for under `root`) that has it, at its standard path.
+pub fn configs(root: &Root, configs: &[Config]) -> Result<(), String> {
     for config in configs {
         for dir in CONFIG_DIRS {
             let path = format!("{dir}/{}", config.name);
-            if !files::exists(&path)? {
+            let host_path = root.on_host(&path);
+            if !files::exists(&host_path)? {
                 continue;
             }
-            let mut file = File::new(path.as_str(), FileRole::Misc);
-            if config.under_etc {
-                file = file.at(format!("/etc/{}", config.name));
-            }
-            file.request()?;
+            let at = if config.under_etc {
+                format!("/etc/{}", config.name)
+            } else {
+                path
+            };
+            File::new(host_path, FileRole::Misc).at(at).request()?;
             break;
         }
     }
@@ -213,14 +224,14 @@ pub fn configs(configs: &[Config]) -> Result<(), String> {
 }
 
 /// The X server's driver and GLX module (with its links), from the first
-/// of the library directories that has each.
-pub fn xorg_modules(library_dirs: &[String], version: &str) -> Result<(), String> {
-    files::first_of(library_dirs, XORG_DRIVER, FileRole::Misc)?;
+/// of the library directories (looked for under `root`) that has each.
+pub fn xorg_modules(root: &Root, library_dirs: &[String], version: &str) -> Result<(), String> {
+    files::first_of(root, library_dirs, XORG_DRIVER, FileRole::Misc)?;
     let glx_dirs: Vec<String> = library_dirs
         .iter()
         .map(|dir| format!("{dir}/{XORG_GLX_DIR}"))
         .collect();
-    files::versioned(&glx_dirs, XORG_GLX, version, FileRole::Misc)?;
+    files::versioned(root, &glx_dirs, XORG_GLX, version, FileRole::Misc)?;
     Ok(())
 }
 

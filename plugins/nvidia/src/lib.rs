@@ -12,16 +12,18 @@ mod ipc;
 mod kubernetes;
 mod mig;
 mod require;
+mod root;
 mod select;
 
 use hookhost_plugin::allocation::{self, Candidates, SpecDevices};
 use hookhost_plugin::host::{self, FileKind};
-use hookhost_plugin::inject::{self, Device, FileRole};
+use hookhost_plugin::inject::{self, Device, File, FileRole};
 use hookhost_plugin::{container, log, PluginInfo, Policy};
 use serde::Deserialize;
 
 use driver::{Driver, Gpu};
 use require::Unverifiable;
+use root::Root;
 use select::{Capability, Visible};
 
 const VISIBLE_DEVICES: &str = "NVIDIA_VISIBLE_DEVICES";
@@ -68,6 +70,9 @@ struct Settings {
     mig_inventory: String,
     /// Whether an image's newer CUDA compat libraries win (see `compat`).
     cuda_compat: bool,
+    /// Where the driver's files are (see `root`): the directories above are
+    /// looked for under it.
+    driver_root: String,
 }
 
 impl Default for Settings {
@@ -85,6 +90,7 @@ impl Default for Settings {
             cdi_annotation_prefixes: vec![kubernetes::ANNOTATION_PREFIX.to_string()],
             mig_inventory: mig::DEFAULT_INVENTORY.to_string(),
             cuda_compat: true,
+            driver_root: root::HOST.to_string(),
         }
     }
 }
@@ -117,6 +123,7 @@ impl Settings {
         }
         let inventory = std::slice::from_ref(&settings.mig_inventory);
         hookhost_plugin::check_dirs("mig-inventory", inventory)?;
+        Root::parse(&settings.driver_root)?;
         Ok(settings)
     }
 }
@@ -520,6 +527,8 @@ fn control_devices(libraries_of: &[Capability]) -> Result<(), String> {
 
 /// Libraries, executables, firmware and configuration of the driver.
 fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Result<(), String> {
+    let root = Root::parse(&settings.driver_root)?;
+    root.check_driver(&settings.library_dirs, version)?;
     // The 64-bit build of each library, and the 32-bit one with compat32.
     let mut search_paths = vec![&settings.library_dirs];
     if caps.contains(&Capability::Compat32) {
@@ -532,28 +541,31 @@ fn driver_files(settings: &Settings, caps: &[Capability], version: &str) -> Resu
     for &cap in &libraries_of {
         for name in files::libraries(cap) {
             for dirs in &search_paths {
-                any_library |= files::versioned(dirs, name, version, FileRole::Library)?;
+                let dirs = files::library_dirs(dirs, name);
+                any_library |= files::versioned(&root, &dirs, name, version, FileRole::Library)?;
             }
         }
         if !caps.contains(&cap) {
             continue;
         }
         for name in files::binaries(cap) {
-            files::first_of(&settings.binary_dirs, name, FileRole::Binary)?;
+            files::first_of(&root, &settings.binary_dirs, name, FileRole::Binary)?;
         }
     }
     if libraries_of.contains(&Capability::Graphics) {
         for dirs in &search_paths {
-            any_library |= graphics::libraries(dirs, version)?;
+            any_library |= graphics::libraries(&root, dirs, version)?;
         }
-        graphics::configs(&graphics::GRAPHICS_CONFIGS)?;
+        graphics::configs(&root, &graphics::GRAPHICS_CONFIGS)?;
     }
     if caps.contains(&Capability::Display) {
-        graphics::xorg_modules(&settings.library_dirs, version)?;
-        graphics::configs(&graphics::DISPLAY_CONFIGS)?;
+        graphics::xorg_modules(&root, &settings.library_dirs, version)?;
+        graphics::configs(&root, &graphics::DISPLAY_CONFIGS)?;
     }
-    for path in host::glob(&files::firmware(version))? {
-        inject::misc(&path)?;
+    for path in host::glob(&root.on_host(&files::firmware(version)))? {
+        File::new(path.as_str(), FileRole::Misc)
+            .at(root.in_container(&path))
+            .request()?;
     }
     if any_library {
         inject::run_ldconfig()?;
@@ -647,6 +659,18 @@ mod tests {
         );
     }
 
+    #[test]
+    fn driver_root_setting() {
+        assert_eq!(Settings::parse("{}").unwrap().driver_root, "/");
+        let settings = Settings::parse(r#"{"driver-root": "/run/nvidia/driver"}"#).unwrap();
+        assert_eq!(settings.driver_root, "/run/nvidia/driver");
+        assert_eq!(
+            Settings::parse(r#"{"driver-root": "run/nvidia/driver"}"#).unwrap_err(),
+            "invalid settings: driver-root: `run/nvidia/driver` is not an absolute path \
+             without a trailing /"
+        );
+    }
+
     /// The manifest's allow-list is exactly what the policy looks at and asks
     /// for, with the manifest's settings.
     #[test]
@@ -669,23 +693,35 @@ mod tests {
             "/dev/nvidia-caps/nvidia-cap[0-9]*".to_string(),
             settings.mig_inventory.clone(),
             "/dev/nvidia[0-9]*".to_string(),
-            files::firmware("*"),
-            // Where merged-/usr hosts keep it (/lib is a link to usr/lib):
-            // the host checks the allow-list on what a path resolves to too.
-            format!("/usr{}", files::firmware("*")),
         ];
         expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
         expected.extend(ipc::SOCKETS.map(String::from));
         expected.extend(ipc::SOCKETS.map(ipc::resolved));
         expected.push(settings.mps_pipe_directory.clone());
-        expected.extend(graphics_allow_list(&settings));
-        let library_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
+        let (graphics_host, graphics_driver) = graphics_allow_list(&settings);
+        expected.extend(graphics_host);
+
+        // The driver's files, at their standard paths.
+        let mut driver_files = vec![
+            files::firmware("*"),
+            // Where merged-/usr hosts keep it (/lib is a link to usr/lib):
+            // the host checks the allow-list on what a path resolves to too.
+            format!("/usr{}", files::firmware("*")),
+        ];
+        driver_files.extend(graphics_driver);
+        let library_dirs: Vec<String> = settings
+            .library_dirs
+            .iter()
+            .chain(&settings.compat32_dirs)
+            .cloned()
+            .collect();
         for cap in Capability::ALL {
             for name in files::libraries(cap) {
-                expected.extend(library_dirs.clone().map(|dir| format!("{dir}/{name}.so*")));
+                let dirs = files::library_dirs(&library_dirs, name);
+                driver_files.extend(dirs.iter().map(|dir| format!("{dir}/{name}.so*")));
             }
             for name in files::binaries(cap) {
-                expected.extend(
+                driver_files.extend(
                     settings
                         .binary_dirs
                         .iter()
@@ -693,37 +729,46 @@ mod tests {
                 );
             }
         }
+        // Under the host's root and the GPU Operator's.
+        assert_eq!(settings.driver_root, root::HOST);
+        for driver_root in [root::HOST, root::GPU_OPERATOR] {
+            let driver_root = Root::parse(driver_root).unwrap();
+            expected.extend(driver_files.iter().map(|f| driver_root.on_host(f)));
+        }
 
         hookhost_plugin::testing::assert_allow_list(&manifest, &expected);
     }
 
-    /// What `graphics` and `display` look at and ask for.
-    fn graphics_allow_list(settings: &Settings) -> Vec<String> {
+    /// What `graphics` and `display` look at and ask for: the host's own
+    /// paths (sysfs, the DRM nodes), and the driver's files at their
+    /// standard paths, which the allow-list names under each driver root.
+    fn graphics_allow_list(settings: &Settings) -> (Vec<String>, Vec<String>) {
         use graphics::*;
-        let mut expected = Vec::new();
+        let mut on_host = Vec::new();
         for node in DRM_NODES {
-            expected.push(format!("{PCI_DEVICES}/*/drm/{node}"));
-            expected.push(format!("{PCI_DEVICE_TREE}/drm/{node}"));
-            expected.push(format!("{DRI}/{node}"));
+            on_host.push(format!("{PCI_DEVICES}/*/drm/{node}"));
+            on_host.push(format!("{PCI_DEVICE_TREE}/drm/{node}"));
+            on_host.push(format!("{DRI}/{node}"));
         }
         for kind in BY_PATH_KINDS {
-            expected.push(format!("{BY_PATH}/pci-*-{kind}"));
+            on_host.push(format!("{BY_PATH}/pci-*-{kind}"));
         }
+        let mut driver_files = Vec::new();
         let all_dirs = settings.library_dirs.iter().chain(&settings.compat32_dirs);
         for dir in all_dirs.clone() {
             for name in EGL_PLATFORM_LIBRARIES {
-                expected.push(format!("{dir}/{name}.so*"));
+                driver_files.push(format!("{dir}/{name}.so*"));
             }
-            expected.push(format!("{dir}/{GBM_BACKEND}"));
-            expected.push(format!("{dir}/{ALLOCATOR}.so*"));
+            driver_files.push(format!("{dir}/{GBM_BACKEND}"));
+            driver_files.push(format!("{dir}/{ALLOCATOR}.so*"));
         }
         for config in GRAPHICS_CONFIGS.iter().chain(&DISPLAY_CONFIGS) {
-            expected.extend(CONFIG_DIRS.map(|dir| format!("{dir}/{}", config.name)));
+            driver_files.extend(CONFIG_DIRS.map(|dir| format!("{dir}/{}", config.name)));
         }
         for dir in &settings.library_dirs {
-            expected.push(format!("{dir}/{XORG_DRIVER}"));
-            expected.push(format!("{dir}/{XORG_GLX_DIR}/{XORG_GLX}.so*"));
+            driver_files.push(format!("{dir}/{XORG_DRIVER}"));
+            driver_files.push(format!("{dir}/{XORG_GLX_DIR}/{XORG_GLX}.so*"));
         }
-        expected
+        (on_host, driver_files)
     }
 }

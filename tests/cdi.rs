@@ -19,8 +19,8 @@ use crate::engines::{
     assert_gpu_container, gpu_script, output, podman_storage, rootfs_tar, succeeded, timed, tool,
     PODMAN_RUN,
 };
+use crate::runc::nvidia_host;
 use crate::runc::runc;
-use crate::shim::gpu_host;
 
 const CDI_DIR: &str = "/var/run/cdi";
 
@@ -125,7 +125,7 @@ fn listed(spec: &SpecFile) -> Vec<String> {
 
 #[test]
 fn podman_gives_the_gpu_named_by_the_spec_with_its_driver_and_linker_cache() {
-    let host = gpu_host();
+    let host = nvidia_host();
     let dir = tempfile::tempdir().unwrap();
     let spec = SpecFile::new("gpu", "gpu");
     let written = generate(host.path(), &plugins().join("plugins.d"), "nvidia", &spec);
@@ -304,7 +304,7 @@ fn an_invalid_spec_is_never_written_and_the_old_one_stays() {
 
 #[test]
 fn a_failing_plugin_is_named_the_others_are_written_and_a_0_1_plugin_is_not_offered() {
-    let host = gpu_host();
+    let host = nvidia_host();
     let out = tempfile::tempdir().unwrap();
     let plugins_dir = tempfile::tempdir().unwrap();
     for name in ["nvidia.wasm", "nvidia.json"] {

@@ -15,8 +15,9 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 
 use crate::common::*;
+use crate::runc::nvidia_host;
 use crate::runc::runc;
-use crate::shim::{assert_gpu_seen, gpu_host, GPU_SCRIPT};
+use crate::shim::{assert_gpu_seen, GPU_SCRIPT};
 
 /// `name` from PATH or the system directories; a failure in CI, a skip
 /// elsewhere.
@@ -339,7 +340,7 @@ fn docker_runtime(options: Vec<Value>) -> Value {
 #[test]
 fn docker_runs_a_gpu_container_through_the_hookhost_runtime() {
     let dir = tempfile::tempdir().unwrap();
-    let host = gpu_host();
+    let host = nvidia_host();
     let runtime = docker_runtime(test_options(
         &plugins().join("plugins.d"),
         host.path(),
@@ -423,7 +424,7 @@ fn ctr_with_hookhost_runtime_as_runc_binary_gives_the_gpu_and_reports_a_failing_
     };
     let Some(_) = runc() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let host = gpu_host();
+    let host = nvidia_host();
     let (link, options) = runtime_link(dir.path(), host.path());
     let socket = dir.path().join("containerd.sock");
     let config = dir.path().join("config.toml");
@@ -521,7 +522,7 @@ fn podman_with_hookhost_runtime_as_default_runtime_gives_the_gpu_and_reports_a_f
     };
     let Some(_) = runc() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let host = gpu_host();
+    let host = nvidia_host();
     let (link, options) = runtime_link(dir.path(), host.path());
     // hookhost-runtime as podman's default runtime. conmon hands the
     // runtime only the variables of `conmon_env_vars`, not podman's
@@ -571,7 +572,7 @@ fn podman_with_hookhost_runtime_by_path_takes_its_options_from_etc_hookhost() {
     };
     let Some(_) = runc() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let host = gpu_host();
+    let host = nvidia_host();
     let (link, options) = runtime_link(dir.path(), host.path());
     let tar = rootfs_tar(dir.path());
     let out = output(

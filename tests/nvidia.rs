@@ -526,9 +526,7 @@ fn video_gets_the_mps_pipe_directory_and_no_sockets() {
 
 /// The container paths of a case's expected binds.
 fn binds(case: &str) -> Vec<(String, String)> {
-    let path = fixtures().join("nvidia").join(case).join("expected.json");
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan = expected_plan("nvidia", case);
     plan["files"]
         .as_array()
         .unwrap()
@@ -827,9 +825,7 @@ fn an_image_link_to_the_compat_directory_is_followed_inside_the_image() {
 
 /// The image directories each case puts first for ldconfig.
 fn preferred_dirs(case: &str) -> Vec<String> {
-    let path = fixtures().join("nvidia").join(case).join("expected.json");
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan = expected_plan("nvidia", case);
     plan["ldconfig"]["preferred-dirs"]
         .as_array()
         .map(|dirs| {
@@ -888,9 +884,7 @@ fn dri_nodes(case: &str) -> Vec<String> {
 
 /// The symlinks of a case's expected plan, as (container path, target).
 fn symlinks(case: &str) -> Vec<(String, String)> {
-    let path = fixtures().join("nvidia").join(case).join("expected.json");
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let plan = expected_plan("nvidia", case);
     plan["symlinks"]
         .as_array()
         .unwrap()

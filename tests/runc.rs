@@ -226,6 +226,17 @@ pub(crate) fn real_library(lib: &Path, soname: &str) {
     assert!(status.success());
 }
 
+/// The fake NVIDIA host with a real shared library as its libcuda: ldconfig
+/// lists only ELF files.
+pub(crate) fn nvidia_host() -> tempfile::TempDir {
+    let host = fake_host("nvidia");
+    let libcuda = host
+        .path()
+        .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14");
+    real_library(&libcuda, "libcuda.so.1");
+    host
+}
+
 /// What the host's ldconfig finds in the container's linker cache.
 pub(crate) fn cache_listing(bundle: &Bundle) -> String {
     let cache = bundle.rootfs().join("etc/ld.so.cache");
@@ -241,13 +252,7 @@ pub(crate) fn cache_listing(bundle: &Bundle) -> String {
 #[test]
 fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache() {
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let bundle = Bundle::new(
         host.path(),
         &["NVIDIA_VISIBLE_DEVICES=0"],
@@ -282,13 +287,7 @@ fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache()
 #[test]
 fn a_selected_gpu_is_usable_and_an_unselected_one_is_absent() {
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let bundle = Bundle::new(
         host.path(),
         &["NVIDIA_VISIBLE_DEVICES=0"],
@@ -916,13 +915,7 @@ fn copies_directories_and_links_are_the_containers_own() {
 #[test]
 fn create_container_injects_from_inside_the_containers_namespaces() {
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let bundle = Bundle::new(
         host.path(),
         &["NVIDIA_VISIBLE_DEVICES=1"],
@@ -995,13 +988,7 @@ fn ldconfig_cannot_write_into_the_host_through_the_containers_proc() {
     // and /proc/1/root of a root process leads out of any chroot. The
     // sandbox detaches it before ldconfig runs.
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let outside = tempfile::tempdir().unwrap();
     let bundle = Bundle::new(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
     std::fs::create_dir_all(bundle.rootfs().join("var/cache")).unwrap();

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use crate::common::*;
-use crate::runc::{real_library, runc, snapshot, Bundle};
+use crate::runc::{nvidia_host, runc, snapshot, Bundle};
 
 /// A loop device over a file: a stand-in for a host disk. Detached on drop.
 struct Loop {
@@ -52,13 +52,7 @@ fn mknod_like(at: &Path, device: &Path) {
 #[test]
 fn ldconfig_cannot_write_into_a_block_device_shipped_in_the_image() {
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let disk_dir = tempfile::tempdir().unwrap();
     let disk = disk_dir.path().join("disk.img");
     let content = vec![0xabu8; 1 << 20];
@@ -313,13 +307,7 @@ fn a_persistent_rootfs_starts_twice() {
     // is kept too: the second start finds the first start's links, copies
     // and drop-in, and accepts them as they are.
     let Some(runc) = runc() else { return };
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
+    let host = nvidia_host();
     let bundle = Bundle::new(
         host.path(),
         &["NVIDIA_VISIBLE_DEVICES=0"],

@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::runc::{cache_listing, real_library, runc, Bundle};
+use crate::runc::{cache_listing, nvidia_host, runc, Bundle};
 
 /// `hookhost runtime` with the installed plugins on the fake host `host`,
 /// in front of `runc`; the runtime's arguments follow.
@@ -134,21 +134,10 @@ pub(crate) fn assert_gpu_seen(out: &Output) {
     }
 }
 
-pub(crate) fn gpu_host() -> tempfile::TempDir {
-    let host = fake_host("nvidia");
-    real_library(
-        &host
-            .path()
-            .join("usr/lib/x86_64-linux-gnu/libcuda.so.550.54.14"),
-        "libcuda.so.1",
-    );
-    host
-}
-
 #[test]
 fn the_shim_gives_a_runc_container_its_gpu_through_the_spec_on_cgroup_v1() {
     let Some(runc) = runc() else { return };
-    let host = gpu_host();
+    let host = nvidia_host();
     let bundle = gpu_bundle(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], GPU_SCRIPT);
     let before = read_json(&bundle.dir.path().join("config.json"));
     let form = [OsStr::new("--bundle"), bundle.dir.path().as_os_str()];
@@ -224,7 +213,7 @@ fn the_shim_gives_a_runc_container_its_gpu_on_cgroup_v2() {
     // v2 hierarchy at /sys/fs/cgroup, see DESIGN.md): its BPF device
     // program comes from the rules the shim wrote.
     let Some(runc) = runc() else { return };
-    let host = gpu_host();
+    let host = nvidia_host();
     let bundle = gpu_bundle(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], GPU_SCRIPT);
     let id = container_id(&bundle);
     let root = bundle.dir.path().join("runc-root");
@@ -594,7 +583,7 @@ fn called_as_hookhost_runtime_the_shim_takes_its_options_from_a_file() {
 fn the_hook_entry_names_the_plugins_and_host_by_absolute_paths() {
     // runc runs hooks in the bundle: a relative --plugins-dir given to the
     // shim would name another directory there (or none).
-    let host = gpu_host();
+    let host = nvidia_host();
     let bundle = gpu_bundle(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], "true");
     let plugins_dir = plugins().join("plugins.d");
     let parent = plugins_dir.parent().unwrap();

@@ -230,15 +230,18 @@ pub fn fixture_case(family: &str, name: &str) {
 /// case `FAMILY/CASE`. Expected plans are blessed from hookhost's own
 /// output: a test that claims what a case gives checks it here too.
 pub fn expected_devices(family: &str, case: &str) -> Vec<String> {
-    let path = fixtures().join(family).join(case).join("expected.json");
-    let plan: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    plan["devices"]
+    expected_plan(family, case)["devices"]
         .as_array()
         .unwrap()
         .iter()
         .map(|d| d["container-path"].as_str().unwrap().to_string())
         .collect()
+}
+
+/// The expected plan of fixture case `FAMILY/CASE`, as JSON.
+pub fn expected_plan(family: &str, case: &str) -> serde_json::Value {
+    let path = fixtures().join(family).join(case).join("expected.json");
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap()
 }
 
 /// A copy of the installed `plugins.d` in which `plugin`'s manifest has these

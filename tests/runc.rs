@@ -249,27 +249,18 @@ pub(crate) fn cache_listing(bundle: &Bundle) -> String {
     stdout(&listed)
 }
 
-#[test]
-fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache() {
-    let Some(runc) = runc() else { return };
-    let host = nvidia_host();
-    let bundle = Bundle::new(
-        host.path(),
-        &["NVIDIA_VISIBLE_DEVICES=0"],
-        "cat /etc/ld.so.conf.d/000-hookhost.conf",
-    );
-    let compat = bundle.rootfs().join("usr/local/cuda/compat");
+/// Gives the image CUDA compat libraries newer than the fake host's driver
+/// (550.54.14): a real `libcuda.so.560.28.03` and its soname link.
+pub(crate) fn add_newer_cuda_compat(rootfs: &Path) {
+    let compat = rootfs.join("usr/local/cuda/compat");
     std::fs::create_dir_all(&compat).unwrap();
     real_library(&compat.join("libcuda.so.560.28.03"), "libcuda.so.1");
     std::os::unix::fs::symlink("libcuda.so.560.28.03", compat.join("libcuda.so.1")).unwrap();
-    let (ok, out) = bundle.run(&runc);
-    assert!(ok, "the container must start:\n{out}");
-    assert!(
-        out.starts_with("/usr/local/cuda/compat\n/usr/lib/x86_64-linux-gnu\n"),
-        "the drop-in lists the compat directory first:\n{out}"
-    );
-    // The dynamic loader takes the first entry of a name in the cache.
-    let listed = cache_listing(&bundle);
+}
+
+/// The linker cache `listed` gives the image's compat libcuda first (the
+/// dynamic loader takes the first entry of a name) and the host's after.
+pub(crate) fn assert_compat_libcuda_first(listed: &str) {
     let first = listed
         .lines()
         .find(|l| l.trim_start().starts_with("libcuda.so.1 "))
@@ -282,6 +273,25 @@ fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache()
         listed.contains("libcuda.so.1 (libc6,x86-64) => /usr/lib/x86_64-linux-gnu/libcuda.so.1"),
         "the host's libcuda is still listed, after:\n{listed}"
     );
+}
+
+#[test]
+fn an_images_newer_cuda_compat_libcuda_wins_over_the_hosts_in_the_linker_cache() {
+    let Some(runc) = runc() else { return };
+    let host = nvidia_host();
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0"],
+        "cat /etc/ld.so.conf.d/000-hookhost.conf",
+    );
+    add_newer_cuda_compat(&bundle.rootfs());
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    assert!(
+        out.starts_with("/usr/local/cuda/compat\n/usr/lib/x86_64-linux-gnu\n"),
+        "the drop-in lists the compat directory first:\n{out}"
+    );
+    assert_compat_libcuda_first(&cache_listing(&bundle));
 }
 
 #[test]

@@ -10,7 +10,9 @@ use std::process::{Command, Output, Stdio};
 use serde_json::{json, Value};
 
 use crate::common::*;
-use crate::runc::{cache_listing, nvidia_host, runc, Bundle};
+use crate::runc::{
+    add_newer_cuda_compat, assert_compat_libcuda_first, cache_listing, nvidia_host, runc, Bundle,
+};
 
 /// `hookhost runtime` with the installed plugins on the fake host `host`,
 /// in front of `runc`; the runtime's arguments follow.
@@ -144,6 +146,19 @@ fn the_shim_gives_a_runc_container_its_gpu_through_the_spec_on_cgroup_v1() {
     let out = run_through_shim(&bundle, host.path(), &runc, &form);
     assert_gpu_container(&bundle, &out);
     assert_spec_edited(&before, &read_json(&bundle.dir.path().join("config.json")));
+}
+
+#[test]
+fn behind_the_shim_an_images_newer_cuda_compat_libcuda_wins_in_the_linker_cache() {
+    let Some(runc) = runc() else { return };
+    let host = nvidia_host();
+    let bundle = gpu_bundle(host.path(), &["NVIDIA_VISIBLE_DEVICES=0"], GPU_SCRIPT);
+    add_newer_cuda_compat(&bundle.rootfs());
+    let form = [OsStr::new("--bundle"), bundle.dir.path().as_os_str()];
+    let out = run_through_shim(&bundle, host.path(), &runc, &form);
+    assert_gpu_seen(&out);
+    // The shim's hook entry re-derived the plan, compat directory included.
+    assert_compat_libcuda_first(&cache_listing(&bundle));
 }
 
 /// config.json after the shim, field by field: what was there is still

@@ -1117,3 +1117,50 @@ fn the_graphics_cases_expect_what_their_names_say() {
         "libglxserver_nvidia.so.550.54.14".to_string()
     )));
 }
+
+// IMEX channels (NVIDIA_IMEX_CHANNELS) on the fake host `nvidia-imex`,
+// which has channels 0, 1 and 3.
+
+#[test]
+fn imex_channels_by_number_get_their_nodes() {
+    run_case("imex-two-channels");
+}
+
+#[test]
+fn imex_channels_all_gets_every_channel_the_host_has() {
+    run_case("imex-all");
+}
+
+#[test]
+fn an_imex_channel_the_host_lacks_fails_naming_it() {
+    run_case("imex-channel-missing");
+}
+
+#[test]
+fn a_malformed_imex_channel_fails_naming_the_variable_and_the_value() {
+    run_case("imex-malformed");
+}
+
+#[test]
+fn an_unprivileged_container_with_the_envvar_refused_gets_no_imex_channel() {
+    run_case("imex-envvar-refused");
+}
+
+/// The IMEX channel nodes of a case's expected plan.
+fn imex_nodes(case: &str) -> Vec<String> {
+    expected_devices("nvidia", case)
+        .into_iter()
+        .filter(|p| p.starts_with("/dev/nvidia-caps-imex-channels/"))
+        .collect()
+}
+
+/// The expected plans say what the IMEX cases above claim.
+#[test]
+fn the_imex_cases_expect_what_their_names_say() {
+    let channel = |n: u32| format!("/dev/nvidia-caps-imex-channels/channel{n}");
+    assert_eq!(imex_nodes("imex-two-channels"), [channel(3), channel(0)]);
+    assert_eq!(imex_nodes("imex-all"), [channel(0), channel(1), channel(3)]);
+    assert!(imex_nodes("imex-envvar-refused").is_empty());
+    assert!(expected_devices("nvidia", "imex-envvar-refused").contains(&"/dev/nvidia0".into()));
+    assert!(imex_nodes("tileiras-imex").is_empty());
+}

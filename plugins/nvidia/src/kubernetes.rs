@@ -137,6 +137,21 @@ pub fn gpus_of(requests: Vec<Mounted>) -> Result<Vec<Mounted>, String> {
     Ok(gpus)
 }
 
+/// The IMEX channel requests among mount requests: the `imex/<N>` ones,
+/// each with its `<N>` as its id (see `imex::Channels::from_mounts`).
+pub fn imex_of(requests: Vec<Mounted>) -> Vec<Mounted> {
+    requests
+        .into_iter()
+        .filter_map(|request| {
+            let channel = request.id.strip_prefix(IMEX_MOUNT)?.to_string();
+            Some(Mounted {
+                id: channel,
+                destination: request.destination,
+            })
+        })
+        .collect()
+}
+
 /// `path` made lexically clean as Go's `filepath.Clean` makes an absolute
 /// path: no empty or `.` component, `..` taking the one before (none above
 /// `/`).
@@ -306,6 +321,18 @@ mod tests {
                     "/var/run/nvidia-container-devices/cdi/nvidia.com/gpu/GPU-aaaa"
                 ),
             ])
+        );
+        let imex = imex_of(mount_requests(&[
+            at("imex/3"),
+            at("0"),
+            at("cdi/nvidia.com/gpu=0"),
+        ]));
+        assert_eq!(
+            imex,
+            [Mounted {
+                id: "3".into(),
+                destination: "/var/run/nvidia-container-devices/imex/3".into()
+            }]
         );
         assert_eq!(
             mounted(&[at("cdi/gpu0")]),

@@ -2,12 +2,14 @@
 //! `NVIDIA_VISIBLE_DEVICES` and `NVIDIA_DRIVER_CAPABILITIES` pick the GPUs
 //! and the parts of the driver it gets, with the meanings NVIDIA documents
 //! for its container toolkit; `NVIDIA_REQUIRE_*` what the host must offer;
-//! `NVIDIA_MIG_*` the MIG capabilities.
+//! `NVIDIA_MIG_*` the MIG capabilities; `NVIDIA_IMEX_CHANNELS` the IMEX
+//! channels.
 
 mod compat;
 mod driver;
 mod files;
 mod graphics;
+mod imex;
 mod ipc;
 mod kubernetes;
 mod mig;
@@ -229,6 +231,7 @@ impl Policy for Nvidia {
                 mig::MONITOR_DEVICES
             ));
         }
+        let (imex_source, channels) = imex_channels(&settings, privileged)?;
         let caps_env = container::getenv(DRIVER_CAPABILITIES);
         if legacy && by_env {
             let unset: Vec<&str> = [
@@ -311,6 +314,7 @@ impl Policy for Nvidia {
         }
         give(&settings, &caps, &driver.version, gpus)?;
         mig_caps.request()?;
+        channels.request(&imex_source)?;
         // Only a container has an image (not `plan_devices`).
         if settings.cuda_compat && Capability::libraries_of(&caps).contains(&Capability::Compute) {
             compat::prefer_if_newer(&driver.version)?;
@@ -388,6 +392,37 @@ fn mount_error(mount: &kubernetes::Mounted, error: &str) -> String {
         .and_then(|rest| rest.strip_prefix(": "))
         .unwrap_or(error);
     format!("mount {}: {why}", mount.destination)
+}
+
+/// The IMEX channels a container that gets GPUs asks for, with what named
+/// them (for errors), as NVIDIA's toolkit reads them: the `imex/` mounts
+/// when mounts may name devices and there are some, else the variable,
+/// which an unprivileged container may use only as it may use
+/// `NVIDIA_VISIBLE_DEVICES`.
+fn imex_channels(
+    settings: &Settings,
+    privileged: bool,
+) -> Result<(String, imex::Channels), String> {
+    if settings.accept_visible_devices_as_volume_mounts {
+        let mounted = kubernetes::imex_of(kubernetes::mount_requests(&container::mounts()));
+        if !mounted.is_empty() {
+            let source = format!("the mounts under {}/imex", kubernetes::VOLUME_MOUNTS_ROOT);
+            return Ok((source, imex::Channels::from_mounts(&mounted)?));
+        }
+    }
+    let value = container::getenv(imex::CHANNELS);
+    let name = imex::CHANNELS.to_string();
+    if !privileged && !settings.accept_visible_devices_envvar_when_unprivileged {
+        if value.as_deref().is_some_and(|v| !v.trim().is_empty()) {
+            log::info!(
+                "{name} is not read: the container is unprivileged and the setting \
+                 `accept-visible-devices-envvar-when-unprivileged` is false"
+            );
+        }
+        return Ok((name, imex::Channels::Nothing));
+    }
+    let channels = imex::Channels::parse(value.as_deref())?;
+    Ok((name, channels))
 }
 
 /// `NVIDIA_REQUIRE_*`, and a legacy image's `CUDA_VERSION`, against the
@@ -693,6 +728,7 @@ mod tests {
             "/dev/nvidia-caps/nvidia-cap[0-9]*".to_string(),
             settings.mig_inventory.clone(),
             "/dev/nvidia[0-9]*".to_string(),
+            format!("{}/channel[0-9]*", imex::DIR),
         ];
         expected.extend(CONTROL_DEVICES.map(|(path, _)| path.to_string()));
         expected.extend(ipc::SOCKETS.map(String::from));

@@ -333,7 +333,7 @@ fn caps_major() -> Result<u32, String> {
     })
 }
 
-fn parse_major(text: &str, name: &str) -> Option<u32> {
+pub fn parse_major(text: &str, name: &str) -> Option<u32> {
     text.lines()
         .skip_while(|line| line.trim() != "Character devices:")
         .take_while(|line| !line.trim().is_empty())

@@ -434,6 +434,30 @@ fn a_mig_device_gives_the_container_its_parent_gpu_and_its_capability_nodes() {
 }
 
 #[test]
+fn the_imex_channels_named_are_the_only_ones_a_container_gets_and_can_open() {
+    let Some(runc) = runc() else { return };
+    let host = fake_host("nvidia-imex");
+    let bundle = Bundle::new(
+        host.path(),
+        &["NVIDIA_VISIBLE_DEVICES=0", "NVIDIA_IMEX_CHANNELS=3"],
+        "stat -c '%n %t:%T' /dev/nvidia-caps-imex-channels/channel3; \
+         cat /dev/nvidia-caps-imex-channels/channel3 2>&1; \
+         test -e /dev/nvidia-caps-imex-channels/channel0 && echo channel0-present; true",
+    );
+    let (ok, out) = bundle.run(&runc);
+    assert!(ok, "the container must start:\n{out}");
+    // stat prints major:minor in hex: 238 is ee.
+    assert!(
+        out.contains("/dev/nvidia-caps-imex-channels/channel3 ee:3"),
+        "{out}"
+    );
+    // ENXIO: the device cgroup let the open through; EPERM would be a denial.
+    assert!(out.contains("No such device or address"), "{out}");
+    assert!(!out.contains("Operation not permitted"), "{out}");
+    assert!(!out.contains("channel0-present"), "{out}");
+}
+
+#[test]
 fn a_container_without_the_flag_gets_nothing_and_no_audit_line() {
     let Some(runc) = runc() else { return };
     let host = fake_host("nvidia");

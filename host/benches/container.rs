@@ -514,6 +514,7 @@ fn main() {
     );
     println!();
     println!("plots written to {}", out.display());
+    let _ = std::fs::remove_dir_all(&pristine);
 }
 
 /// From the audited GPU runs: the hook's own time (from its start of work

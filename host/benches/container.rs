@@ -44,6 +44,9 @@ use std::time::Instant;
 
 use tempfile::TempDir;
 
+mod measure;
+use measure::{check, cpu_ticks, median, percentile};
+
 const PLUGIN_COUNTS: [usize; 6] = [1, 2, 4, 8, 16, 32];
 const FILE_COUNTS: [usize; 5] = [1, 10, 100, 300, 1000];
 /// runc's state directory for the bench's containers.
@@ -686,48 +689,6 @@ fn real_library(lib: &Path, soname: &str) {
         .status()
         .expect("a C compiler (cc) builds the fake libcuda");
     assert!(status.success());
-}
-
-fn check(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}{}",
-        out.status,
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Sorts `times` and returns their median.
-fn median(times: &mut [f64]) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    (times[(n - 1) / 2] + times[n / 2]) / 2.0
-}
-
-/// The `q` quantile of sorted `times` (nearest rank).
-fn percentile(times: &[f64], q: f64) -> f64 {
-    let rank = (q * times.len() as f64).ceil() as usize;
-    times[rank.clamp(1, times.len()) - 1]
-}
-
-/// CPU time in clock ticks: the whole machine's, and this process's with
-/// the children it has waited for.
-fn cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    let all: Vec<u64> = stat.lines().next().unwrap()[3..]
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let busy = all[0] + all[1] + all[2] + all[5] + all[6] + all[7];
-    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let own: u64 = me[me.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|n| n.parse::<u64>().unwrap())
-        .sum();
-    (busy, own)
 }
 
 /// SVG plots with plotters.

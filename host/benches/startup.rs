@@ -44,6 +44,9 @@ use std::time::Instant;
 
 use tempfile::TempDir;
 
+mod measure;
+use measure::{check, cpu_ticks, median, percentile};
+
 /// The manifest of each empty-plan plugin: the hostile test component in
 /// its `noop` mode, active for every container.
 const NOOP_MANIFEST: &str = r#"{"activation": {"always": true}, "settings": {"mode": "noop"}}"#;
@@ -583,48 +586,4 @@ fn require(path: &Path, how: &str) {
         );
         std::process::exit(1);
     }
-}
-
-fn check(out: &std::process::Output, what: &str) {
-    assert!(
-        out.status.success(),
-        "{what} failed ({}): {}",
-        out.status,
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
-/// Sorts `times` and returns their median.
-fn median(times: &mut [f64]) -> f64 {
-    times.sort_by(f64::total_cmp);
-    let n = times.len();
-    (times[(n - 1) / 2] + times[n / 2]) / 2.0
-}
-
-/// The `q` quantile of sorted `times` (nearest rank).
-fn percentile(times: &[f64], q: f64) -> f64 {
-    let rank = (q * times.len() as f64).ceil() as usize;
-    times[rank.clamp(1, times.len()) - 1]
-}
-
-/// CPU time in clock ticks: that of the whole machine, and that of this
-/// process with the children it has waited for.
-fn cpu_ticks() -> (u64, u64) {
-    let stat = std::fs::read_to_string("/proc/stat").unwrap();
-    // "cpu  user nice system idle iowait irq softirq steal ..."
-    let all: Vec<u64> = stat.lines().next().unwrap()[3..]
-        .split_whitespace()
-        .map(|n| n.parse().unwrap())
-        .collect();
-    let busy = all[0] + all[1] + all[2] + all[5] + all[6] + all[7];
-    // After the command name, "(...)", comes field 3; utime, stime, cutime
-    // and cstime are fields 14 to 17.
-    let me = std::fs::read_to_string("/proc/self/stat").unwrap();
-    let own: u64 = me[me.rfind(')').unwrap() + 2..]
-        .split_whitespace()
-        .skip(11)
-        .take(4)
-        .map(|n| n.parse::<u64>().unwrap())
-        .sum();
-    (busy, own)
 }

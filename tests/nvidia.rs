@@ -524,18 +524,23 @@ fn video_gets_the_mps_pipe_directory_and_no_sockets() {
     run_case("ipc-video");
 }
 
-/// The container paths of a case's expected binds.
-fn binds(case: &str) -> Vec<(String, String)> {
+/// The fields `a` and `b` of each entry of `list` in a case's expected plan.
+fn expected_pairs(case: &str, list: &str, a: &str, b: &str) -> Vec<(String, String)> {
     let plan = expected_plan("nvidia", case);
-    plan["files"]
+    plan[list]
         .as_array()
         .unwrap()
         .iter()
-        .map(|f| {
-            let field = |name: &str| f[name].as_str().unwrap().to_string();
-            (field("host-path"), field("container-path"))
+        .map(|entry| {
+            let field = |name: &str| entry[name].as_str().unwrap().to_string();
+            (field(a), field(b))
         })
         .collect()
+}
+
+/// A case's expected binds, as (host path, container path).
+fn binds(case: &str) -> Vec<(String, String)> {
+    expected_pairs(case, "files", "host-path", "container-path")
 }
 
 #[test]
@@ -884,16 +889,7 @@ fn dri_nodes(case: &str) -> Vec<String> {
 
 /// The symlinks of a case's expected plan, as (container path, target).
 fn symlinks(case: &str) -> Vec<(String, String)> {
-    let plan = expected_plan("nvidia", case);
-    plan["symlinks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| {
-            let field = |name: &str| s[name].as_str().unwrap().to_string();
-            (field("container-path"), field("target"))
-        })
-        .collect()
+    expected_pairs(case, "symlinks", "container-path", "target")
 }
 
 #[test]

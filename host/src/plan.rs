@@ -458,9 +458,12 @@ impl Plan {
             for plugin in &ld.plugins {
                 merged.request_ldconfig(plugin);
             }
-            // Each dir came from one of ld.plugins: the first names it.
-            for dir in &ld.preferred_dirs {
-                merged.prefer_library_dir(&ld.plugins[0], dir);
+            // Each dir came from one of ld.plugins: the first names it. A
+            // plan read from JSON may name none; its dirs then have no owner.
+            if let Some(first) = ld.plugins.first() {
+                for dir in &ld.preferred_dirs {
+                    merged.prefer_library_dir(first, dir);
+                }
             }
         }
         merged.refresh_library_dirs();
@@ -642,6 +645,17 @@ mod tests {
         let mut plain = Plan::default();
         plain.request_ldconfig("a");
         assert!(!serde_json::to_string(&plain).unwrap().contains("preferred"));
+    }
+
+    #[test]
+    fn a_json_plan_with_preferred_dirs_and_no_plugin_merges_without_them() {
+        let other: Plan = serde_json::from_str(
+            r#"{"ldconfig": {"plugins": [], "library-dirs": [], "preferred-dirs": ["/x"]}}"#,
+        )
+        .unwrap();
+        let mut plan = Plan::default();
+        plan.merge(other).unwrap();
+        assert!(plan.ldconfig.is_none_or(|ld| ld.preferred_dirs.is_empty()));
     }
 
     #[test]

@@ -740,9 +740,8 @@ fn mig_config_devices_cannot_go_with_a_mig_device() {
 #[test]
 fn the_mig_cases_expect_what_their_names_say() {
     let caps = |case: &str| -> Vec<String> {
-        expected_devices("nvidia", case)
+        nodes_under(case, "/dev/nvidia-caps/")
             .into_iter()
-            .filter(|p| p.starts_with("/dev/nvidia-caps/"))
             .map(|p| {
                 p.trim_start_matches("/dev/nvidia-caps/nvidia-cap")
                     .to_string()
@@ -879,12 +878,17 @@ fn graphics_on_a_host_without_dri_nodes_gives_the_rest() {
     run_case("graphics-no-dri");
 }
 
-/// The DRM nodes of a case's expected plan.
-fn dri_nodes(case: &str) -> Vec<String> {
+/// The device nodes under `dir` in a case's expected plan.
+fn nodes_under(case: &str, dir: &str) -> Vec<String> {
     expected_devices("nvidia", case)
         .into_iter()
-        .filter(|p| p.starts_with("/dev/dri/"))
+        .filter(|p| p.starts_with(dir))
         .collect()
+}
+
+/// The DRM nodes of a case's expected plan.
+fn dri_nodes(case: &str) -> Vec<String> {
+    nodes_under(case, "/dev/dri/")
 }
 
 /// The symlinks of a case's expected plan, as (container path, target).
@@ -1144,10 +1148,7 @@ fn an_unprivileged_container_with_the_envvar_refused_gets_no_imex_channel() {
 
 /// The IMEX channel nodes of a case's expected plan.
 fn imex_nodes(case: &str) -> Vec<String> {
-    expected_devices("nvidia", case)
-        .into_iter()
-        .filter(|p| p.starts_with("/dev/nvidia-caps-imex-channels/"))
-        .collect()
+    nodes_under(case, "/dev/nvidia-caps-imex-channels/")
 }
 
 /// The expected plans say what the IMEX cases above claim.

@@ -73,10 +73,7 @@ fn scenario(label: impl Into<String>, prepare: impl Fn() -> Vec<Command> + 'stat
 }
 
 fn main() {
-    let runs: usize = match std::env::var("HOOKHOST_BENCH_RUNS") {
-        Ok(v) => v.parse().expect("HOOKHOST_BENCH_RUNS must be a number"),
-        Err(_) => 30,
-    };
+    let runs = measure::runs(30);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     let hookhost = PathBuf::from(env!("CARGO_BIN_EXE_hookhost"));
     let plugins = repo.join("target/hookhost");

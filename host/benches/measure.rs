@@ -1,6 +1,14 @@
 //! What the benches share: checking a command, medians and quantiles of
 //! run times, and the CPU time other processes took meanwhile.
 
+/// The runs per scenario: `HOOKHOST_BENCH_RUNS`, else `default`.
+pub fn runs(default: usize) -> usize {
+    match std::env::var("HOOKHOST_BENCH_RUNS") {
+        Ok(v) => v.parse().expect("HOOKHOST_BENCH_RUNS must be a number"),
+        Err(_) => default,
+    }
+}
+
 pub fn check(out: &std::process::Output, what: &str) {
     assert!(
         out.status.success(),

@@ -82,10 +82,7 @@ fn scenario(
 }
 
 fn main() {
-    let runs: usize = match std::env::var("HOOKHOST_BENCH_RUNS") {
-        Ok(v) => v.parse().expect("HOOKHOST_BENCH_RUNS must be a number"),
-        Err(_) => 200,
-    };
+    let runs = measure::runs(200);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
     // Cargo builds the binary for benchmarks, with the release settings.
     let hookhost = PathBuf::from(env!("CARGO_BIN_EXE_hookhost"));
